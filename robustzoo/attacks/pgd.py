@@ -1,0 +1,85 @@
+"""Per-sample-budget PGD, the attack g(x, a, w): L-inf, each sample with its own eps, step and steps.
+
+Samples are sorted by their step count once per call, so the samples still attacking at step t are a
+prefix of the batch: each step runs the model on that prefix only (cost ∝ Σ_i steps_i, not
+B·max steps) and the only host read is the step counts, once, before the loop.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..strategy import Strategy
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""(logits, target) -> per-sample loss [n]; `target` is sliced along dim 0 with the batch."""
+
+
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-sample cross-entropy (the PGD and PGD-AT loss)."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def cw_margin(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-sample C&W margin max_{j≠y} z_j − z_y; PGD on it is the C&W-∞ attack."""
+    logits = logits.float()
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return other - true
+
+
+def _step_counts(steps: Tensor) -> tuple[Tensor | None, list[int]]:
+    """Sort order (descending steps) and, for each step t, how many samples still attack (steps > t)."""
+    steps = steps.detach().to("cpu", torch.long).clamp(min=0)  # the one host read of the attack
+    if steps.numel() == 0 or int(steps.max()) == 0:
+        return None, []
+    max_steps = int(steps.max())
+    if bool((steps == max_steps).all()):
+        return None, [steps.numel()] * max_steps
+    at_least = torch.bincount(steps, minlength=max_steps + 1).flip(0).cumsum(0).flip(0)
+    return torch.argsort(steps, descending=True, stable=True), at_least[1:].tolist()
+
+
+def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
+        loss: LossFn = cross_entropy, random_start: bool = True,
+        generator: torch.Generator | None = None) -> Tensor:
+    """Maximize `loss(model(x_adv), target)` within each sample's own L-inf ball; returns `x_adv` in [0,1].
+
+    The model is used as it is (train or eval mode is the caller's choice); parameter gradients are
+    neither computed nor touched.
+    """
+    x = x.detach()
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    eps = strategy.eps.to(x.device, x.dtype).view(shape)
+    alpha = strategy.step_size.to(x.device, x.dtype).view(shape)
+    lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    if random_start:  # inside each sample's own ball; samples with 0 steps stay clean
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        attacked = (strategy.steps > 0).to(x.device, x.dtype).view(shape)
+        x_adv = torch.min(torch.max(x + (2 * noise - 1) * eps * attacked, lo), hi)
+    else:
+        x_adv = x.clone()
+    order, counts = _step_counts(strategy.steps)
+    if not counts:
+        return x_adv
+    if order is not None:
+        order = order.to(x.device)
+        x_adv, lo, hi, alpha, target = x_adv[order], lo[order], hi[order], alpha[order], target[order]
+    scale = 2.0 ** 12 if _fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
+    for n in counts:
+        x_active = x_adv[:n].detach().requires_grad_(True)
+        with torch.enable_grad():
+            objective = loss(model(x_active), target[:n]).sum() * scale
+        grad, = torch.autograd.grad(objective, x_active)
+        x_adv[:n] = torch.min(torch.max(x_active.detach() + alpha[:n] * grad.sign(), lo[:n]), hi[:n])
+    if order is None:
+        return x_adv
+    return torch.empty_like(x_adv).index_copy_(0, order, x_adv)
+
+
+def _fp16_autocast(device: torch.device) -> bool:
+    kind = device.type
+    return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16

@@ -1,0 +1,159 @@
+"""The `robustzoo` command line: train, evaluate, policies, models."""
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import InvalidValueError, RobustzooError
+
+console = Console()
+
+
+class Group(click.Group):
+    """Turns robustzoo's errors into one line on stderr and exit code 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RobustzooError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+class Eps(click.ParamType):
+    """A budget written as a fraction (`8/255`) or a float (`0.0314`), in [0,1] pixel scale."""
+
+    name = "eps"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return float(Fraction(str(value)))
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a number or fraction such as 8/255", param, ctx)
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="robustzoo")
+def main() -> None:
+    """robustzoo: adversarial training with adaptive attack policies, and a zoo of robust models."""
+
+
+@main.command()
+@click.argument("recipe_path", metavar="RECIPE.py", type=click.Path(path_type=Path))
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<recipe name>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
+@click.option("--download", is_flag=True, help="Download the dataset if it is missing (needs internet).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
+              help="Mixed precision (bf16 on GPUs that support it; fp16 uses a grad scaler).")
+@click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, data_dir: Path | None,
+          download: bool, batch_size: int | None, device: str, amp: str, channels_last: bool, quiet: bool) -> None:
+    """Train RECIPE.py (a Python file with a recipe() function)."""
+    from .recipe import load_recipe
+    from .trainer import Trainer
+
+    recipe, sha = load_recipe(recipe_path)
+    recipe = recipe.replace(epochs=epochs, batch_size=batch_size,
+                            data_dir=str(data_dir) if data_dir else None, download=download or None)
+    out = out or Path("runs") / recipe.name
+    if resume and not (out / "last.safetensors").is_file():
+        raise InvalidValueError(f"--resume: no checkpoint {out / 'last.safetensors'}; expected a run folder")
+    trainer = Trainer(recipe, out, device=device, amp=None if amp == "none" else amp,
+                      channels_last=channels_last, progress=not quiet, recipe_sha256=sha)
+    console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
+                  f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
+                  f"{recipe.epochs} epochs on {trainer.device} → {out}")
+    record = trainer.fit(resume=resume)
+    if record:
+        console.print(f"done: val clean {record['val_clean_acc']:.2%}, val PGD-{recipe.val_steps} "
+                      f"{record['val_robust_acc']:.2%} (best {trainer.best:.2%}); weights in {out}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
+              help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
+@click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the run's threat model).")
+@click.option("--n", "n", type=click.IntRange(min=1), help="Evaluate the first N test images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
+              show_default=True, help="AutoAttack version.")
+@click.option("--aa-attacks", help="Custom AutoAttack list, e.g. apgd-ce,apgd-t (sets version custom).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Result JSON (default: eval.json beside the weights).")
+def evaluate(checkpoint: Path, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
+             aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
+             out: Path | None) -> None:
+    """Evaluate a run folder or checkpoint file under attacks; print a table and write JSON."""
+    from .attacks import check_attack, run_attacks
+    from .checkpoint import write_json
+    from .data import load_data
+    from .strategy import check_eps
+    from .trainer import load_model
+
+    names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
+    model = load_model(checkpoint, device)
+    run = model.run_info
+    eps = check_eps(eps if eps is not None else run.get("threat_model", {}).get("eps", 8 / 255))
+    ds = run.get("dataset", {})
+    if not ds.get("name"):
+        raise InvalidValueError(f"{checkpoint} does not record its dataset; expected a robustzoo checkpoint")
+    data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
+                     seed=ds.get("seed", 0))
+    x, y = data.test.x[:n].float() / 255, data.test.y[:n]
+    aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
+    results = run_attacks(model, x, y, names, eps=eps, batch_size=batch_size, seed=seed,
+                          aa_version=aa_version, aa_attacks=aa_list)
+    table = Table(title=f"{checkpoint} — {ds['name']} test, n={len(y)}, L∞ eps={eps * 255:.2f}/255")
+    for col in ("attack", "accuracy", "seconds"):
+        table.add_column(col, justify="left" if col == "attack" else "right")
+    for r in results:
+        table.add_row(r.attack, f"{r.accuracy:.2%}", f"{r.seconds:.1f}")
+    console.print(table)
+    out = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval.json"
+    write_json(out, {"checkpoint": str(checkpoint), "dataset": ds["name"], "split": "test", "n": len(y),
+                     "threat_model": {"norm": "Linf", "eps": eps}, "seed": seed,
+                     "results": [r.__dict__ for r in results]})
+    console.print(f"results written to {out}")
+
+
+@main.command()
+def policies() -> None:
+    """List the registered attack policies."""
+    from .policies import POLICIES
+
+    for name in POLICIES.names():
+        doc = (POLICIES.get(name).__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{name}[/]  {doc}")
+
+
+@main.command()
+@click.argument("pattern", required=False, default="")
+def models(pattern: str) -> None:
+    """List robustzoo's CIFAR architectures, or timm models matching PATTERN (e.g. 'resnet*')."""
+    from .models import list_models
+
+    names = list_models(pattern)
+    console.print("\n".join(names) if names else f"no model matches {pattern!r}")
+    if not pattern:
+        console.print("[dim]…and every timm model: `robustzoo models 'PATTERN*'` searches them[/]")
+
+
+if __name__ == "__main__":
+    main()

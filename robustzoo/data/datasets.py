@@ -1,0 +1,181 @@
+"""Datasets by name, each decoded once into uint8 tensors: CIFAR-10/100, SVHN, Tiny-ImageNet, digits."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DatasetNotFoundError, InvalidValueError
+from ..registry import Registry
+from .loader import Augment, Split
+
+RawData = tuple[Split, Split, list[str]]
+DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
+
+# Per-dataset statistics the papers' code uses; `None` means: computed from the training split.
+_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
+}
+_AUGMENT = {"cifar10": Augment(4, True), "cifar100": Augment(4, True), "svhn": Augment(4, False),
+            "tiny_imagenet": Augment(4, True), "digits": Augment(1, False)}
+
+
+@dataclass
+class Data:
+    """Train / held-out validation / test splits of one dataset, with what models and loaders need."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: Augment = field(default_factory=Augment)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return self.train.x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train.x.shape[-1]
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+def default_data_dir() -> Path:
+    """`$ROBUSTZOO_DATA`, else `~/.cache/robustzoo/data`."""
+    return Path(os.environ.get("ROBUSTZOO_DATA", Path.home() / ".cache" / "robustzoo" / "data"))
+
+
+def load_data(name: str, data_dir: str | os.PathLike | None = None, *, val_size: int = 1000,
+              download: bool = False, seed: int = 0) -> Data:
+    """Load a dataset by name and hold out `val_size` training images (fixed by `seed`) for validation."""
+    loader = DATASETS.get(name)
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    train, test, classes = loader(root, download=download)
+    if not 0 <= val_size < len(train):
+        raise InvalidValueError(f"val_size={val_size}; expected 0 <= val_size < {len(train)} (training images)")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    mean, std = _STATS.get(name) or _channel_stats(train.x)
+    return Data(name, Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx]),
+                test, classes, tuple(mean), tuple(std), _AUGMENT.get(name, Augment()))
+
+
+def _channel_stats(x: Tensor) -> tuple[list[float], list[float]]:
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double() / 255
+    return flat.mean(1).tolist(), flat.std(1).tolist()
+
+
+def _missing(what: str, root: Path, expected: str, url: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"{what} not found in {root}: put {expected} there (from {url}), "
+                                f"pass --data-dir, or --download where the machine has internet")
+
+
+def _torchvision(cls_name: str, root: Path, download: bool, **kwargs):
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    try:
+        return cls(str(root), download=False, **kwargs)
+    except RuntimeError:
+        if not download:
+            raise
+        return cls(str(root), download=True, **kwargs)
+
+
+def _cifar(cls_name: str, what: str, folder: str, root: Path, download: bool) -> RawData:
+    try:
+        splits = [_torchvision(cls_name, root, download, train=t) for t in (True, False)]
+    except Exception as e:
+        raise _missing(what, root, folder, "https://www.cs.toronto.edu/~kriz/cifar.html") from e
+    train, test = (Split(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
+                         torch.tensor(d.targets, dtype=torch.long)) for d in splits)
+    return train, test, list(splits[0].classes)
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: Path, download: bool = False) -> RawData:
+    """CIFAR-10 in torchvision's format (`cifar-10-batches-py/`)."""
+    return _cifar("CIFAR10", "CIFAR-10", "cifar-10-batches-py/", root, download)
+
+
+@DATASETS.register("cifar100")
+def cifar100(root: Path, download: bool = False) -> RawData:
+    """CIFAR-100 in torchvision's format (`cifar-100-python/`)."""
+    return _cifar("CIFAR100", "CIFAR-100", "cifar-100-python/", root, download)
+
+
+@DATASETS.register("svhn")
+def svhn(root: Path, download: bool = False) -> RawData:
+    """SVHN's cropped digits (`train_32x32.mat`, `test_32x32.mat`); labels 0-9."""
+    try:
+        splits = [_torchvision("SVHN", root, download, split=s) for s in ("train", "test")]
+    except Exception as e:
+        raise _missing("SVHN", root, "train_32x32.mat and test_32x32.mat",
+                       "http://ufldl.stanford.edu/housenumbers/") from e
+    train, test = (Split(torch.from_numpy(d.data).contiguous(), torch.from_numpy(d.labels).long())
+                   for d in splits)
+    return train, test, [str(i) for i in range(10)]
+
+
+@DATASETS.register("tiny_imagenet")
+def tiny_imagenet(root: Path, download: bool = False) -> RawData:
+    """Tiny-ImageNet-200 in its standard layout; its labelled `val/` split serves as the test set."""
+    base = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    wnids_file = base / "wnids.txt"
+    if not wnids_file.is_file():
+        raise _missing("Tiny-ImageNet", root, "tiny-imagenet-200/ (wnids.txt, train/, val/)",
+                       "http://cs231n.stanford.edu/tiny-imagenet-200.zip")
+    wnids = wnids_file.read_text().split()
+    label = {w: i for i, w in enumerate(wnids)}
+    train_files = [(p, label[w]) for w in wnids for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
+    annotations = (base / "val" / "val_annotations.txt").read_text().splitlines()
+    test_files = [(base / "val" / "images" / a.split("\t")[0], label[a.split("\t")[1]]) for a in annotations if a]
+    return _decode(train_files), _decode(test_files), wnids
+
+
+def _decode(files: list[tuple[Path, int]]) -> Split:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    if not files:
+        raise DatasetNotFoundError("no image files found where the dataset layout expects them")
+    images = []
+    for path, _ in files:
+        try:
+            images.append(decode_image(read_file(str(path)), mode=ImageReadMode.RGB))
+        except RuntimeError as e:
+            raise InvalidValueError(f"{path}: not a readable image ({e})") from None
+    return Split(torch.stack(images), torch.tensor([y for _, y in files], dtype=torch.long))
+
+
+@DATASETS.register("digits")
+def digits(root: Path | None = None, download: bool = False) -> RawData:
+    """scikit-learn's 1,797 handwritten digits (8×8, grey), shipped with the package: no download.
+
+    A fixed split: 1,397 training and 400 test images.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(np.round(bunch.images * (255 / 16)).astype(np.uint8))[:, None]
+    y = torch.from_numpy(bunch.target).long()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1797))
+    test, train = order[:400].sort().values, order[400:].sort().values
+    return Split(x[train], y[train]), Split(x[test], y[test]), [str(i) for i in range(10)]

@@ -1,0 +1,80 @@
+"""A loader in airbench's style: one uint8 tensor, shuffled and augmented on the device, per batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after `crop_pad` reflect padding, and a random horizontal flip."""
+
+    crop_pad: int = 0
+    flip: bool = False
+
+
+@dataclass
+class Split:
+    """Images as uint8 `[N, C, H, W]` and int64 labels `[N]`."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def random_crop(x: Tensor, pad: int, generator: torch.Generator) -> Tensor:
+    """Each image cropped back to its size at its own random offset in the reflect-padded image."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    return padded[batch, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
+def augment_batch(x: Tensor, augment: Augment, generator: torch.Generator) -> Tensor:
+    if augment.crop_pad:
+        x = random_crop(x, augment.crop_pad, generator)
+    if augment.flip:
+        flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+class Loader:
+    """Float [0,1] batches of a split; the order and augmentation depend only on (seed, epoch)."""
+
+    def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False,
+                 augment: Augment | None = None, drop_last: bool = False,
+                 device: torch.device | str = "cpu", seed: int = 0):
+        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
+        self.augment, self.drop_last = augment or Augment(), drop_last
+        self.device, self.seed, self.epoch = torch.device(device), seed, 0
+        if self.device.type == "cuda" and not split.x.is_pinned():
+            split.x, split.y = split.x.pin_memory(), split.y.pin_memory()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next iteration yields (used by resume)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        n = len(self.split)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.split.x[idx].to(self.device, non_blocking=True).float().div_(255)
+            y = self.split.y[idx].to(self.device, non_blocking=True)
+            yield augment_batch(x, self.augment, generator), y

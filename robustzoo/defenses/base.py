@@ -1,0 +1,47 @@
+"""`Defense`: the inner attack's loss and the outer training loss of adversarial training."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..attacks.pgd import LossFn, cross_entropy, pgd
+from ..registry import Registry
+from ..strategy import Strategy
+
+DEFENSES: Registry[type["Defense"]] = Registry("defense")
+
+
+def register_defense(cls: type["Defense"]) -> type["Defense"]:
+    """Class decorator: make a defense creatable by its class name."""
+    return DEFENSES.register()(cls)
+
+
+def list_defenses() -> list[str]:
+    return DEFENSES.names()
+
+
+def create_defense(name: str, **kwargs: Any) -> "Defense":
+    return DEFENSES.get(name)(**kwargs)
+
+
+class Defense:
+    """Base class: `attack()` makes x_adv from a policy's strategy, `loss()` is the outer loss on it."""
+
+    attack_loss: LossFn = staticmethod(cross_entropy)
+    random_start: bool = True
+
+    def attack(self, model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Tensor:
+        """The inner maximization: per-sample PGD on this defense's attack loss."""
+        return pgd(model, x, y, strategy, loss=self.attack_loss, random_start=self.random_start)
+
+    def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
+             strategy: Strategy) -> tuple[Tensor, Tensor]:
+        """Per-sample training loss `[B]` and the logits on x_adv (for accuracy, without a second pass)."""
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (AWP's warmup uses it)."""
+
+    def config(self) -> dict[str, Any]:
+        return {}

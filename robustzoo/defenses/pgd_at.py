@@ -1,0 +1,30 @@
+"""`PGDAT`: adversarial training on cross-entropy at x_adv (Madry et al. 2018; Rice et al. 2020)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InvalidValueError
+from ..strategy import Strategy
+from .base import Defense, register_defense
+
+
+@register_defense
+class PGDAT(Defense):
+    """min_w CE(f_w(x_adv), y); `label_smoothing` > 0 as in the LAS-AT code's training loss."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= label_smoothing < 1.0:
+            raise InvalidValueError(f"label_smoothing={label_smoothing!r}; expected 0 <= value < 1")
+        self.label_smoothing = float(label_smoothing)
+
+    def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
+             strategy: Strategy) -> tuple[Tensor, Tensor]:
+        logits = model(x_adv)
+        loss = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.label_smoothing)
+        return loss, logits
+
+    def config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing}

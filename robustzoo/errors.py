@@ -1,0 +1,42 @@
+"""Errors raised by robustzoo. The CLI turns each into one line and a non-zero exit."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class RobustzooError(Exception):
+    """Base class of every error robustzoo raises on purpose."""
+
+
+class UnknownNameError(RobustzooError, KeyError):
+    """A registry lookup (policy, defense, model, dataset, attack) found no such name."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(set(known))
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        if len(known) <= 20:
+            listed = f"known: {', '.join(known)}."
+        else:  # timm knows ~1,000 models: name the close ones only
+            listed = f"{len(known)} names are known (`robustzoo models` lists them)."
+        super().__init__(f"unknown {kind} {name!r}; {listed}{hint}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class InvalidValueError(RobustzooError, ValueError):
+    """A value is outside what the function accepts (eps out of range, negative steps...)."""
+
+
+class RecipeError(RobustzooError):
+    """A recipe file is missing, raises on import, or does not return a Recipe."""
+
+
+class CheckpointError(RobustzooError):
+    """A checkpoint is missing, not safetensors, corrupt, or does not match the model."""
+
+
+class DatasetNotFoundError(RobustzooError, FileNotFoundError):
+    """A dataset is not where it was looked for; the message says where to put it."""

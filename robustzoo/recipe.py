@@ -1,0 +1,96 @@
+"""Recipes are Python: a file with a `recipe()` function that returns a `Recipe`."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .defenses import PGDAT, Defense
+from .errors import InvalidValueError, RecipeError
+from .policies import AttackPolicy, Fixed
+from .schedules import Piecewise
+from .strategy import check_eps
+
+
+@dataclass
+class Recipe:
+    """Everything a training run needs: model, data, policy, defense, optimizer, schedule, threat model."""
+
+    name: str
+    model: str
+    dataset: str
+    policy: AttackPolicy = field(default_factory=Fixed)
+    defense: Defense = field(default_factory=PGDAT)
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: Callable[[float], float] = field(default_factory=Piecewise)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    download: bool = False
+    val_size: int = 1000
+    eps: float = 8 / 255
+    val_steps: int = 10
+    attack_train_mode: bool = False
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_eps(self.eps)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InvalidValueError(f"{name}={getattr(self, name)!r}; expected a positive integer")
+        if self.lr <= 0:
+            raise InvalidValueError(f"lr={self.lr!r}; expected > 0")
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with some fields changed (what the CLI's overrides use)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON record of the recipe (for run folders and cards)."""
+        return {"name": self.name, "model": self.model, "model_kwargs": self.model_kwargs,
+                "dataset": self.dataset, "policy": type(self.policy).__name__,
+                "policy_config": self.policy.config(), "defense": type(self.defense).__name__,
+                "defense_config": self.defense.config(), "epochs": self.epochs,
+                "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov,
+                "schedule": repr(self.schedule), "val_size": self.val_size, "eps": self.eps,
+                "attack_train_mode": self.attack_train_mode, "seed": self.seed}
+
+
+def load_recipe(path: str | Path) -> tuple[Recipe, str]:
+    """Import a recipe file and call its `recipe()`; returns the Recipe and the file's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} not found; expected a Python file such as "
+                          f"recipes/quickstart.py")
+    source = path.read_bytes()
+    module_name = f"robustzoo_recipe_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise RecipeError(f"recipe file {str(path)!r} cannot be imported; expected a .py file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        build = getattr(module, "recipe", None)
+        if not callable(build):
+            raise RecipeError(f"recipe file {str(path)!r} defines no recipe() function")
+        recipe = build()
+    except RecipeError:
+        raise
+    except Exception as e:
+        raise RecipeError(f"recipe {str(path)!r} raised {type(e).__name__}: {e}") from e
+    finally:
+        sys.modules.pop(module_name, None)
+    if not isinstance(recipe, Recipe):
+        raise RecipeError(f"recipe() in {str(path)!r} returned {type(recipe).__name__}; expected a Recipe")
+    return recipe, hashlib.sha256(source).hexdigest()

@@ -1,0 +1,45 @@
+"""The strategy `a`: per-sample attack parameters for one batch (eps, step size, steps, extras)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .errors import InvalidValueError
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """Validate an L-inf budget in [0,1] pixel scale: 0 < eps <= 1."""
+    if not 0.0 < float(eps) <= 1.0:
+        raise InvalidValueError(f"{name}={eps!r} is out of range; expected 0 < {name} <= 1 in [0,1] pixel "
+                                f"scale (e.g. 8/255 = {8 / 255:.4f})")
+    return float(eps)
+
+
+@dataclass
+class Strategy:
+    """Per-sample attack parameters of a batch: `eps`, `step_size` (pixel scale) and `steps`, each `[B]`."""
+
+    eps: Tensor
+    step_size: Tensor
+    steps: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.eps.shape[0]
+
+    @classmethod
+    def uniform(cls, batch_size: int, eps: float, step_size: float, steps: int,
+                device: torch.device | str = "cpu") -> "Strategy":
+        """The same budget for every sample (classic PGD). `steps` stays on the CPU: no sync to read it."""
+        return cls(eps=torch.full((batch_size,), float(eps), device=device),
+                   step_size=torch.full((batch_size,), float(step_size), device=device),
+                   steps=torch.full((batch_size,), int(steps), dtype=torch.long))
+
+    def summary(self) -> dict[str, Tensor]:
+        """Batch means of each parameter as device tensors (read them off the hot path)."""
+        out = {"eps": self.eps.float().mean(), "step_size": self.step_size.float().mean(),
+               "steps": self.steps.float().mean()}
+        out.update({k: v.float().mean() for k, v in self.extras.items()})
+        return out

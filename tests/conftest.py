@@ -1,0 +1,39 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class TinyNet(nn.Module):
+    """A float64 conv net without BatchNorm: samples are independent, so batch results are exact."""
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, 6, 3, padding=1)
+        self.fc = nn.Linear(6 * 8 * 8, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+@pytest.fixture
+def tiny_net():
+    torch.manual_seed(0)
+    return TinyNet().double().eval()
+
+
+@pytest.fixture
+def digits_small():
+    """The digits data cut to 256 training / 64 val / 64 test images (fast trainer tests)."""
+    from robustzoo.data import Split, load_data
+
+    d = load_data("digits", val_size=64)
+    d.train = Split(d.train.x[:256], d.train.y[:256])
+    d.test = Split(d.test.x[:64], d.test.y[:64])
+    return d

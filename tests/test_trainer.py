@@ -1,0 +1,137 @@
+"""The trainer: loss goes down, files are written, resume after a crash ends with identical weights."""
+import json
+
+import pytest
+import torch
+
+from robustzoo import PGDAT, Fixed, Piecewise, Recipe, Trainer, load_model
+from robustzoo.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state, write_json
+from robustzoo.errors import CheckpointError, InvalidValueError
+
+
+def _recipe(**kw):
+    base = dict(name="t", model="cifar_small_cnn", model_kwargs={"width": 8}, dataset="digits", val_size=64,
+                policy=Fixed(eps=32 / 255, step_size=8 / 255, steps=3), defense=PGDAT(), eps=32 / 255,
+                epochs=3, batch_size=64, lr=0.05, schedule=Piecewise((0.5,)), val_steps=3)
+    base.update(kw)
+    return Recipe(**base)
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path, digits_small):
+    record = Trainer(_recipe(epochs=4), tmp_path, data=digits_small, progress=False, device="cpu").fit()
+    lines = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [1, 2, 3, 4]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert lines[-1]["mean_steps"] == 3 and lines[-1]["mean_eps"] == pytest.approx(32 / 255)
+    assert lines[-1]["lr"] == pytest.approx(0.005)  # piecewise drop at half of the run
+    for name in ("config.json", "last.safetensors", "last.json", "best.safetensors"):
+        assert (tmp_path / name).is_file()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+    model = load_model(tmp_path)
+    assert not model.training and model.config["architecture"] == "cifar_small_cnn"
+    assert record["val_robust_acc"] <= record["val_clean_acc"]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small):
+    full = Trainer(_recipe(), tmp_path / "full", data=digits_small, progress=False, device="cpu")
+    full.fit()
+
+    policy = Fixed(eps=32 / 255, step_size=8 / 255, steps=3)
+    calls = {"n": 0}
+    original = policy.strategy
+
+    def crash_in_epoch_2(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 2 (4 steps an epoch), mid-way
+            raise Crash
+        return original(model, x, y)
+
+    policy.strategy = crash_in_epoch_2
+    crashed = Trainer(_recipe(policy=policy), tmp_path / "run", data=digits_small, progress=False, device="cpu")
+    with pytest.raises(Crash):
+        crashed.fit()
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1]["epoch"] == 1
+    torch.manual_seed(12345)  # a new process would start from another RNG state: resume must restore it
+    resumed = Trainer(_recipe(), tmp_path / "run", data=digits_small, progress=False, device="cpu")
+    resumed.fit(resume=True)
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert resumed.step == full.step
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
+
+
+def test_resume_refuses_another_model(tmp_path, digits_small):
+    Trainer(_recipe(epochs=1), tmp_path, data=digits_small, progress=False, device="cpu").fit()
+    other = Trainer(_recipe(model_kwargs={"width": 4}), tmp_path, data=digits_small, progress=False, device="cpu")
+    with pytest.raises(CheckpointError, match="was written for model"):
+        other.fit(resume=True)
+
+
+def test_attack_runs_in_eval_mode_by_default(tmp_path, digits_small):
+    modes = []
+
+    class Spy(PGDAT):
+        def attack(self, model, x, y, strategy):
+            modes.append(model.training)
+            return super().attack(model, x, y, strategy)
+
+    Trainer(_recipe(epochs=1, defense=Spy()), tmp_path / "a", data=digits_small, progress=False,
+            device="cpu").fit()
+    Trainer(_recipe(epochs=1, defense=Spy(), attack_train_mode=True), tmp_path / "b", data=digits_small,
+            progress=False, device="cpu").fit()
+    assert modes == [False] * 4 + [True] * 4
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, digits_small):
+    t = Trainer(_recipe(epochs=2), tmp_path, data=digits_small, progress=False, device="cpu", amp="bf16",
+                channels_last=True)
+    t.fit()
+    lines = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    with pytest.raises(InvalidValueError, match="amp='fp8'"):
+        Trainer(_recipe(), tmp_path, data=digits_small, amp="fp8")
+
+
+def test_recipe_validation():
+    with pytest.raises(InvalidValueError, match="eps=0"):
+        _recipe(eps=0)
+    with pytest.raises(InvalidValueError, match="epochs=0"):
+        _recipe(epochs=0)
+
+
+def test_state_flattening_round_trip(tmp_path):
+    opt_state = {"state": {0: {"momentum_buffer": torch.ones(3)}, 1: {"step": torch.tensor(4.0)}},
+                 "param_groups": [{"lr": 0.1, "params": [0, 1], "nesterov": False, "foreach": None}]}
+    tensors = {}
+    skeleton = flatten_state(opt_state, "optimizer", tensors)
+    save_checkpoint(tmp_path / "c.safetensors", tensors, {"optimizer": skeleton})
+    loaded, meta = load_checkpoint(tmp_path / "c.safetensors")
+    back = unflatten_state(meta["optimizer"], loaded)
+    assert back["param_groups"] == opt_state["param_groups"]
+    assert torch.equal(back["state"][0]["momentum_buffer"], torch.ones(3))
+    assert set(back["state"]) == {0, 1}
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
+    write_json(tmp_path / "r.json", {"a": 1})
+
+    class Unserializable:
+        pass
+
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "r.json", {"a": Unserializable()})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_pickle_is_never_loaded(tmp_path):
+    torch.save({"w": torch.ones(2)}, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a valid safetensors checkpoint"):
+        load_checkpoint(tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
