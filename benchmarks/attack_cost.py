@@ -8,9 +8,6 @@ Run: `python benchmarks/attack_cost.py` (full) or `python benchmarks/attack_cost
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
@@ -19,6 +16,8 @@ from torch import Tensor, nn
 
 from robustzoo import PGDAT, Fixed, Strategy, create_model, pgd
 from robustzoo.trainer import train_mode
+
+from _timing import bench, header
 
 
 def masked_pgd(model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Tensor:
@@ -37,27 +36,6 @@ def masked_pgd(model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Te
         stepped = torch.min(torch.max(x_in.detach() + alpha * grad.sign(), lo), hi)
         x_adv = torch.where(t < steps, stepped, x_in.detach())
     return x_adv
-
-
-def bench(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device,
-          warmup: int = 1) -> dict[str, float]:
-    """Median wall time (s) of each function; repeats are interleaved so that load drift hits all alike."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -115,9 +93,8 @@ def main() -> None:
                 return attack()
         return run
 
-    print(f"# attack_cost | {platform.platform()} | {platform.machine()} | python {platform.python_version()} | "
-          f"torch {torch.__version__} | device {device} | threads {torch.get_num_threads()} | "
-          f"model {args.model} | batch {b} | image {args.image_size} | repeats {args.repeats} (median)")
+    print(header("attack_cost", device, model=args.model, batch=b, image=args.image_size,
+                 repeats=f"{args.repeats} (median)"))
     t = bench({"pgd": eval_attack(lambda: pgd(model, x, y, varied)),
                "masked": eval_attack(lambda: masked_pgd(model, x, y, varied)),
                "pgd10_step": pgd10_step, "train_pass": train_pass, "input_pass": input_pass},

@@ -22,6 +22,7 @@ def recipe() -> Recipe:
         policy=Fixed(eps=8 / 255, step_size=2 / 255, steps=10),
         defense=PGDAT(),
         eps=8 / 255,
+        attack_train_mode=True,  # Rice et al.'s code attacks with the model in train mode
         epochs=200,
         batch_size=128,
         lr=0.1,

@@ -2,7 +2,7 @@
 from . import models  # noqa: F401  (registers the CIFAR architectures into timm)
 from .attacks import pgd, run_attacks
 from .data import load_data
-from .defenses import PGDAT, Defense, create_defense, list_defenses, register_defense
+from .defenses import AWP, PGDAT, TRADES, Defense, create_defense, list_defenses, register_defense
 from .errors import RobustzooError
 from .models import Normalize, create_model
 from .policies import AttackPolicy, Fixed, create_policy, list_policies, register_policy
@@ -13,7 +13,7 @@ from .trainer import Trainer, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AttackPolicy", "Cosine", "Defense", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
+__all__ = ["AWP", "TRADES", "AttackPolicy", "Cosine", "Defense", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
            "RobustzooError", "Strategy", "Trainer", "create_defense", "create_model", "create_policy",
            "list_defenses", "list_policies", "load_data", "load_model", "load_recipe", "pgd",
            "register_defense", "register_policy", "run_attacks"]

@@ -55,19 +55,25 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing (needs internet).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
+@click.option("--model", "model_name", help="Override the recipe's architecture (any timm name).")
+@click.option("--train-subset", type=click.IntRange(min=1), help="Train on N random training images (quick runs).")
+@click.option("--val-size", type=click.IntRange(min=0), help="Override the held-out validation size.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
               help="Mixed precision (bf16 on GPUs that support it; fp16 uses a grad scaler).")
 @click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, data_dir: Path | None,
-          download: bool, batch_size: int | None, device: str, amp: str, channels_last: bool, quiet: bool) -> None:
+          download: bool, batch_size: int | None, model_name: str | None, train_subset: int | None,
+          val_size: int | None, device: str, amp: str, channels_last: bool, quiet: bool) -> None:
     """Train RECIPE.py (a Python file with a recipe() function)."""
     from .recipe import load_recipe
     from .trainer import Trainer
 
     recipe, sha = load_recipe(recipe_path)
-    recipe = recipe.replace(epochs=epochs, batch_size=batch_size,
+    changes = {"model_kwargs": {}} if model_name and model_name != recipe.model else {}
+    recipe = recipe.replace(epochs=epochs, batch_size=batch_size, model=model_name, train_subset=train_subset,
+                            val_size=val_size, **changes,
                             data_dir=str(data_dir) if data_dir else None, download=download or None)
     out = out or Path("runs") / recipe.name
     if resume and not (out / "last.safetensors").is_file():
@@ -101,13 +107,17 @@ def evaluate(checkpoint: Path, attacks: tuple[str, ...], eps: float | None, n: i
              aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
              out: Path | None) -> None:
     """Evaluate a run folder or checkpoint file under attacks; print a table and write JSON."""
-    from .attacks import check_attack, run_attacks
+    from .attacks import check_attack, check_autoattack, run_attacks
     from .checkpoint import write_json
     from .data import load_data
     from .strategy import check_eps
     from .trainer import load_model
 
     names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
+    aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
+    if aa_list and "aa" not in names:
+        raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
+    check_autoattack(aa_version, aa_list)
     model = load_model(checkpoint, device)
     run = model.run_info
     eps = check_eps(eps if eps is not None else run.get("threat_model", {}).get("eps", 8 / 255))
@@ -117,7 +127,6 @@ def evaluate(checkpoint: Path, attacks: tuple[str, ...], eps: float | None, n: i
     data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
                      seed=ds.get("seed", 0))
     x, y = data.test.x[:n].float() / 255, data.test.y[:n]
-    aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
     results = run_attacks(model, x, y, names, eps=eps, batch_size=batch_size, seed=seed,
                           aa_version=aa_version, aa_attacks=aa_list)
     table = Table(title=f"{checkpoint} — {ds['name']} test, n={len(y)}, L∞ eps={eps * 255:.2f}/255")

@@ -36,6 +36,7 @@ class Recipe:
     data_dir: str | None = None
     download: bool = False
     val_size: int = 1000
+    train_subset: int | None = None
     eps: float = 8 / 255
     val_steps: int = 10
     attack_train_mode: bool = False
@@ -62,7 +63,7 @@ class Recipe:
                 "defense_config": self.defense.config(), "epochs": self.epochs,
                 "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
-                "schedule": repr(self.schedule), "val_size": self.val_size, "eps": self.eps,
+                "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
                 "attack_train_mode": self.attack_train_mode, "seed": self.seed}
 
 
@@ -88,7 +89,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str]:
     except RecipeError:
         raise
     except Exception as e:
-        raise RecipeError(f"recipe {str(path)!r} raised {type(e).__name__}: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise RecipeError(f"recipe {str(path)!r} raised {type(e).__name__}: {first}") from e
     finally:
         sys.modules.pop(module_name, None)
     if not isinstance(recipe, Recipe):

@@ -11,13 +11,15 @@ import torch
 from torch import nn
 
 from .attacks import run_attacks
-from .checkpoint import (flatten_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+from .checkpoint import (atomic_write, flatten_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                          unflatten_state, write_json)
 from .data import Data, Loader, load_data
 from .errors import CheckpointError, InvalidValueError
 from .models import build_model, create_model
-from .policies import Feedback
+from .defenses import Defense
+from .policies import AttackPolicy, Feedback
 from .recipe import Recipe
+from .strategy import Strategy
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -27,9 +29,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise InvalidValueError(f"device={device!r}; expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidValueError(f"device={device!r}, but this machine has no CUDA device; use cpu or auto")
+    return resolved
 
 
 @contextlib.contextmanager
@@ -40,6 +45,34 @@ def train_mode(model: nn.Module, training: bool) -> Iterator[None]:
         yield
     finally:
         model.train(was)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """`torch.autocast` for `dtype`, or nothing when `dtype` is None (fp32)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy: AttackPolicy,
+                     defense: Defense, optimizer: torch.optim.Optimizer, *,
+                     scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+                     attack_train_mode: bool = False) -> tuple[Strategy, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One min-max step: strategy a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; optimizer step.
+
+    Returns the strategy, x_adv, the per-sample loss and the logits on x_adv.
+    """
+    strategy = policy.strategy(model, x, y)
+    with train_mode(model, attack_train_mode), autocast(x.device, amp_dtype):
+        x_adv = defense.attack(model, x, y, strategy)
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(x.device, amp_dtype), defense.perturb_weights(model, x, x_adv, y, strategy):
+        loss, logits = defense.loss(model, x, x_adv, y, strategy)
+        (scaler.scale(loss.mean()) if scaler else loss.mean()).backward()
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return strategy, x_adv, loss, logits
 
 
 class Trainer:
@@ -56,7 +89,7 @@ class Trainer:
         self.channels_last = channels_last
         torch.manual_seed(recipe.seed)
         self.data = data or load_data(recipe.dataset, recipe.data_dir, val_size=recipe.val_size,
-                                      download=recipe.download, seed=recipe.seed)
+                                      download=recipe.download, seed=recipe.seed, train_subset=recipe.train_subset)
         d = self.data
         self.model = create_model(recipe.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
                                   in_chans=d.in_chans, **recipe.model_kwargs).to(self.device)
@@ -91,14 +124,28 @@ class Trainer:
             self.epoch = epoch + 1
             record = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                       **train, **val, "seconds": round(time.perf_counter() - start, 3)}
-            is_best = val["val_robust_acc"] > self.best
+            is_best = len(self.data.val) == 0 or val["val_robust_acc"] > self.best  # no val split: best = last
             self.best = max(self.best, val["val_robust_acc"])
-            self.save_state(self.out / "last.safetensors", record)
+            # metrics, then best, then last: a crash before `last` is written replays the whole epoch
+            self._write_metrics([*self._read_metrics(), record])
             if is_best:
                 self.save_weights(self.out / "best.safetensors", record)
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self.save_state(self.out / "last.safetensors", record)
         return record
+
+    def _read_metrics(self) -> list[dict[str, Any]]:
+        path = self.out / "metrics.jsonl"
+        records = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def _write_metrics(self, records: list[dict[str, Any]]) -> None:
+        atomic_write(self.out / "metrics.jsonl",
+                     lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         recipe, model, device = self.recipe, self.model, self.device
@@ -106,7 +153,11 @@ class Trainer:
         recipe.defense.start_epoch(epoch, recipe.epochs)
         self.loader.set_epoch(epoch)
         model.train()
-        totals = torch.zeros(5, device=device)  # loss, correct, n, eps, steps
+        if len(self.loader) == 0:
+            raise InvalidValueError(f"{len(self.data.train)} training images make no full batch of "
+                                    f"{recipe.batch_size}; expected at least batch_size images")
+        totals = torch.zeros(3, device=device)  # loss, correct, eps: summed on the device
+        n, steps_total = 0, torch.zeros((), dtype=torch.long)  # on the host, like Fixed's steps
         with self._progress(epoch) as update:
             for i, (x, y) in enumerate(self.loader):
                 lr = recipe.lr * recipe.schedule((epoch + i / len(self.loader)) / recipe.epochs)
@@ -114,26 +165,20 @@ class Trainer:
                     group["lr"] = lr
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                strategy = recipe.policy.strategy(model, x, y)
-                with train_mode(model, recipe.attack_train_mode), self._autocast():
-                    x_adv = recipe.defense.attack(model, x, y, strategy)
-                with self._autocast():
-                    loss, logits = recipe.defense.loss(model, x, x_adv, y, strategy)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss.mean()).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                strategy, x_adv, loss, logits = adversarial_step(
+                    model, x, y, recipe.policy, recipe.defense, self.optimizer, scaler=self.scaler,
+                    amp_dtype=self.amp_dtype, attack_train_mode=recipe.attack_train_mode)
                 recipe.policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), lr))
                 self.step += 1
                 with torch.no_grad():
                     totals += torch.stack([loss.detach().sum(), (logits.argmax(1) == y).sum(),
-                                           torch.tensor(len(y), device=device),
-                                           strategy.eps.to(device).sum(), strategy.steps.to(device).sum()])
-                update(i + 1, len(self.loader), totals)
-        loss, correct, n, eps, steps = totals.tolist()
-        n = max(n, 1)
+                                           strategy.eps.to(device).sum()])
+                    steps_total = steps_total + strategy.steps.sum().to(steps_total.device)
+                n += len(y)
+                update(i + 1, len(self.loader), totals, n, steps_total)
+        loss, correct, eps = totals.tolist()
         return {"train_loss": loss / n, "train_robust_acc": correct / n, "mean_eps": eps / n,
-                "mean_steps": steps / n}
+                "mean_steps": float(steps_total) / n}
 
     def validate(self) -> dict[str, float]:
         """Clean and PGD-K accuracy on the held-out split (the early-stopping signal of Rice et al.)."""
@@ -178,16 +223,12 @@ class Trainer:
         self.recipe.policy.load_state_dict(unflatten_state(state["policy"], tensors))
         set_rng_state(unflatten_state(state["rng"], tensors))
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
-        metrics = self.out / "metrics.jsonl"  # drop lines of an epoch that ended after the checkpoint
-        if metrics.exists():
-            lines = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["epoch"] <= self.epoch]
-            metrics.write_text("".join(ln + "\n" for ln in lines))
+        # drop the lines of an epoch that ended after the checkpoint was written
+        self._write_metrics([r for r in self._read_metrics() if r.get("epoch", 0) <= self.epoch])
 
     # -- helpers ----------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     @contextlib.contextmanager
     def _progress(self, epoch: int, every: int = 10) -> Iterator[Any]:
@@ -201,12 +242,12 @@ class Trainer:
                       TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), transient=False) as bar:
             task = bar.add_task("train", total=len(self.loader), stats="")
 
-            def update(i: int, total: int, totals: torch.Tensor) -> None:
+            def update(i: int, total: int, totals: torch.Tensor, n: int, steps: torch.Tensor) -> None:
                 if i % every and i != total:
                     return
-                loss, correct, n, eps, steps = totals.tolist()
+                loss, correct, eps = totals.tolist()
                 bar.update(task, completed=i, stats=f"loss {loss / n:.3f} acc {correct / n:.3f} "
-                                                    f"eps {eps / n * 255:.1f}/255 steps {steps / n:.1f}")
+                                                    f"eps {eps / n * 255:.1f}/255 steps {float(steps) / n:.1f}")
             yield update
 
 
@@ -220,7 +261,7 @@ def load_model(path: str | Path, device: str = "cpu") -> nn.Module:
     if "config" not in meta:
         raise CheckpointError(f"{path} has no robustzoo model config in its metadata")
     model = build_model(meta["config"])
-    prefix = "model." if any(k.startswith("optimizer.") for k in tensors) else ""
+    prefix = "model." if "optimizer" in meta else ""  # a full training state, not weights alone
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
              not k.split(".")[0] in ("optimizer", "scaler", "policy", "rng")}
     try:

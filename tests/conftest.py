@@ -37,3 +37,17 @@ def digits_small():
     d.train = Split(d.train.x[:256], d.train.y[:256])
     d.test = Split(d.test.x[:64], d.test.y[:64])
     return d
+
+
+@pytest.fixture(scope="session")
+def cifar10_tree(tmp_path_factory):
+    """The shared real CIFAR-10 (JPEG image-folder tree), unpacked once per session."""
+    import tarfile
+
+    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"real CIFAR-10 not available: {archive} is absent")
+    root = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root

@@ -56,7 +56,9 @@ def test_resume_continues_a_cli_run(trained_run):
 def _fails(args, match, tmp_path=None):
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
-    message = result.output.strip().splitlines()[-1]
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    message = lines[0]
     assert match in message, result.output
     assert "Traceback" not in result.output
     return message
@@ -99,3 +101,55 @@ def test_console_script_exit_code_and_listings():
     listing = runner.invoke(main, ["models"]).output
     assert "cifar_wrn_34_10" in listing and "cifar_preact_resnet18" in listing
     assert "vit_tiny_patch16_224" in runner.invoke(main, ["models", "vit_tiny*"]).output
+
+
+def _cifar_like_tree(root, per_class=(26, 4)):
+    """A 10-class 32×32 PNG tree in the image-folder layout (what the CIFAR-10 JPEG archive unpacks to)."""
+    import torch
+    from torchvision.io import encode_png
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in zip(("train", "test"), per_class):
+        for c in range(10):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = (torch.rand(3, 32, 32, generator=g) * 60 + 20 * c).to(torch.uint8)
+                (folder / f"{i:04d}.png").write_bytes(encode_png(img).numpy().tobytes())
+    return root
+
+
+def test_awp_recipe_from_the_cli(tmp_path):
+    """`robustzoo train recipes/awp_*.py --epochs 1` with a small-data override, on a CIFAR-10-shaped tree."""
+    from pathlib import Path
+
+    cifar10_tree = _cifar_like_tree(tmp_path / "cifar10")
+    recipe = Path(__file__).parents[1] / "recipes" / "awp_prn18_cifar10.py"
+    result = CliRunner().invoke(main, ["train", str(recipe), "--epochs", "1", "--data-dir", str(cifar10_tree),
+                                       "--model", "cifar_small_cnn", "--train-subset", "128", "--val-size", "64",
+                                       "--batch-size", "64", "--out", str(tmp_path / "run"), "--device", "cpu",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "AWP" in result.output and "cifar_small_cnn" in result.output
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert record["step"] == 2 and record["mean_steps"] == 10
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"]["defense_config"] == {"defense": "PGDAT", "defense_config": {"label_smoothing": 0.0},
+                                                  "gamma": 0.01, "warmup": 0}
+
+
+def test_bad_autoattack_options_fail_before_any_attack(trained_run):
+    run = str(trained_run / "run")
+    _fails(["evaluate", run, "--attack", "clean,aa", "--aa-attacks", "apgd-xx"], "unknown AutoAttack attack 'apgd-xx'")
+    _fails(["evaluate", run, "--attack", "pgd10", "--aa-attacks", "apgd-ce"], "'aa' is not among the attacks")
+
+
+def test_cifar10_tree_with_the_wrong_class_count(tmp_path):
+    from robustzoo import load_data
+    from robustzoo.errors import InvalidValueError
+
+    tree = _cifar_like_tree(tmp_path / "t", per_class=(1, 1))
+    import shutil
+    shutil.rmtree(tree / "train" / "class9")
+    with pytest.raises(InvalidValueError, match="has 9 class folders; CIFAR-10 has 10"):
+        load_data("cifar10", tree)

@@ -123,3 +123,68 @@ def test_loader_order_depends_only_on_seed_and_epoch():
     plain = Loader(split, 64)
     x, y = next(iter(plain))
     assert torch.equal(y, torch.arange(50)) and torch.equal(x, split.x.float() / 255)
+
+
+def _write_tree(root, sizes=None, classes=("cat", "ant", "bee")):
+    from torchvision.io import encode_png
+
+    for split, n in (("train", 4), ("test", 2)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = torch.full((3, 6, 6), 10 * c + i, dtype=torch.uint8)
+                img[0, 0, 0] = 255
+                (folder / f"{i:03d}.png").write_bytes(encode_png(img).numpy().tobytes())
+
+
+def test_image_folder_tree(tmp_path):
+    _write_tree(tmp_path)
+    d = load_data("imagefolder", tmp_path, val_size=3)
+    assert d.classes == ["ant", "bee", "cat"]  # sorted folder names
+    assert (len(d.train), len(d.val), len(d.test)) == (9, 3, 6)
+    assert d.test.x.shape == (6, 3, 6, 6) and d.test.x.dtype == torch.uint8
+    assert d.test.y.tolist() == [0, 0, 1, 1, 2, 2]
+    # "ant" is folder index 1 in the writer: pixel value 10 * 1 + i; PNG is lossless
+    assert d.test.x[0, 1, 0, 0] == 10 and d.test.x[1, 1, 0, 0] == 11 and d.test.x[0, 0, 0, 0] == 255
+    assert d.test.x.max() == 255 and d.test.x.min() == 0
+    whole = torch.cat([d.train.y, d.val.y])
+    assert whole.bincount().tolist() == [4, 4, 4]
+
+
+def test_image_folder_errors_name_the_path(tmp_path):
+    from robustzoo.errors import InvalidValueError
+
+    _write_tree(tmp_path / "a")
+    (tmp_path / "a" / "test").rename(tmp_path / "a" / "val")
+    with pytest.raises(DatasetNotFoundError, match=r"missing split folder .*a/test"):
+        load_data("imagefolder", tmp_path / "a")
+    _write_tree(tmp_path / "b")
+    for f in (tmp_path / "b" / "train" / "bee").iterdir():
+        f.unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"class folder .*b/train/bee is empty"):
+        load_data("imagefolder", tmp_path / "b")
+    _write_tree(tmp_path / "c")
+    (tmp_path / "c" / "test" / "ant" / "notes.txt").write_text("not an image")
+    with pytest.raises(InvalidValueError, match=r"c/test/ant/notes.txt is not an image"):
+        load_data("imagefolder", tmp_path / "c")
+
+
+def test_train_subset_is_a_fixed_random_subset():
+    d = load_data("digits", val_size=100, train_subset=200)
+    again = load_data("digits", val_size=100, train_subset=200)
+    assert len(d.train) == 200 and torch.equal(d.train.x, again.train.x)
+    assert len(set(d.train.y.tolist())) == 10  # random, not the first 200 of a sorted list
+    from robustzoo.errors import InvalidValueError
+    with pytest.raises(InvalidValueError, match="train_subset=5000"):
+        load_data("digits", train_subset=5000)
+
+
+def test_real_cifar10_jpeg_tree(cifar10_tree):
+    d = load_data("cifar10", cifar10_tree, val_size=1000)
+    assert (len(d.train) + len(d.val), len(d.test)) == (50000, 10000)
+    assert torch.cat([d.train.y, d.val.y, d.test.y]).bincount().tolist() == [6000] * 10
+    assert d.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert d.train.x.shape[1:] == (3, 32, 32) and d.train.x.dtype == torch.uint8
+    mean = d.test.x.double().mean((0, 2, 3)) / 255
+    torch.testing.assert_close(mean, torch.tensor([0.4941, 0.4851, 0.4504], dtype=torch.float64), atol=2e-3, rtol=0)

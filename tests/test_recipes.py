@@ -22,4 +22,32 @@ def test_rice_settings():
     assert (r.policy.eps, r.policy.step_size, r.policy.steps) == (8 / 255, 2 / 255, 10)
     assert [r.schedule(e / 200) for e in (0, 99, 100, 149, 150, 199)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert r.val_size == 1000
+    assert r.val_size == 1000 and r.attack_train_mode
+
+
+@pytest.mark.parametrize("stem,defense,inner,gamma,warmup,eps,step,wd,epochs", [
+    ("trades_wrn34_cifar10", "TRADES", None, None, None, 0.031, 0.007, 2e-4, 76),
+    ("awp_wrn34_cifar10", "AWP", "PGDAT", 0.01, 0, 8 / 255, 2 / 255, 5e-4, 200),
+    ("trades_awp_wrn34_cifar10", "AWP", "TRADES", 0.005, 9, 8 / 255, 2 / 255, 5e-4, 200),
+    ("trades_prn18_cifar10", "TRADES", None, None, None, 8 / 255, 2 / 255, 5e-4, 200),
+    ("awp_prn18_cifar10", "AWP", "PGDAT", 0.01, 0, 8 / 255, 2 / 255, 5e-4, 200),
+    ("trades_awp_prn18_cifar10", "AWP", "TRADES", 0.005, 9, 8 / 255, 2 / 255, 5e-4, 200),
+])
+def test_defense_recipes_state_the_published_settings(stem, defense, inner, gamma, warmup, eps, step, wd, epochs):
+    r, _ = load_recipe(Path(__file__).parents[1] / "recipes" / f"{stem}.py")
+    assert type(r.defense).__name__ == defense
+    if inner:
+        assert type(r.defense.defense).__name__ == inner
+        assert (r.defense.gamma, r.defense.warmup) == (gamma, warmup)
+    trades = r.defense.defense if inner == "TRADES" else r.defense
+    if "TRADES" in (defense, inner):
+        assert trades.beta == 6.0 and trades.start_std == 0.001
+    assert (r.policy.eps, r.policy.step_size, r.policy.steps) == (eps, step, 10)
+    assert (r.weight_decay, r.epochs, r.lr, r.batch_size) == (wd, epochs, 0.1, 128)
+    assert "Reported" in r.description and "AA" in r.description
+    # attacks in train mode where the reference code (Rice et al.'s) does, in eval mode for TRADES's
+    assert r.attack_train_mode is ("TRADES" not in (defense, inner))
+    if stem.startswith("trades_wrn34"):  # the TRADES code: lr ×0.1 for 1-based epochs >= 75
+        assert [r.schedule(e / 76) for e in (73, 74, 75)] == [1, pytest.approx(0.1), pytest.approx(0.1)]
+    if stem.startswith("trades_awp"):  # the AWP code: lr ×0.1 for 1-based epochs >= 100, ×0.01 >= 150
+        assert [r.schedule(e / 200) for e in (98, 99, 148, 149)] == pytest.approx([1, 0.1, 0.1, 0.01])

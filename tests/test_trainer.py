@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from robustzoo import PGDAT, Fixed, Piecewise, Recipe, Trainer, load_model
+from robustzoo import AWP, PGDAT, TRADES, Fixed, Piecewise, Recipe, Trainer, load_model
 from robustzoo.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state, write_json
 from robustzoo.errors import CheckpointError, InvalidValueError
 
@@ -36,8 +36,9 @@ class Crash(Exception):
     pass
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small):
-    full = Trainer(_recipe(), tmp_path / "full", data=digits_small, progress=False, device="cpu")
+@pytest.mark.parametrize("defense", [PGDAT, lambda: AWP(TRADES(), gamma=0.01, warmup=1)], ids=["PGDAT", "AWP(TRADES)"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small, defense):
+    full = Trainer(_recipe(defense=defense()), tmp_path / "full", data=digits_small, progress=False, device="cpu")
     full.fit()
 
     policy = Fixed(eps=32 / 255, step_size=8 / 255, steps=3)
@@ -51,12 +52,13 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_smal
         return original(model, x, y)
 
     policy.strategy = crash_in_epoch_2
-    crashed = Trainer(_recipe(policy=policy), tmp_path / "run", data=digits_small, progress=False, device="cpu")
+    crashed = Trainer(_recipe(policy=policy, defense=defense()), tmp_path / "run", data=digits_small,
+                      progress=False, device="cpu")
     with pytest.raises(Crash):
         crashed.fit()
     assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1]["epoch"] == 1
     torch.manual_seed(12345)  # a new process would start from another RNG state: resume must restore it
-    resumed = Trainer(_recipe(), tmp_path / "run", data=digits_small, progress=False, device="cpu")
+    resumed = Trainer(_recipe(defense=defense()), tmp_path / "run", data=digits_small, progress=False, device="cpu")
     resumed.fit(resume=True)
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
@@ -135,3 +137,30 @@ def test_a_pickle_is_never_loaded(tmp_path):
         load_checkpoint(tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_bad_training_setups_fail_clearly(tmp_path, digits_small):
+    from robustzoo.data import Split
+
+    tiny = load_digits_subset(digits_small, 10)
+    with pytest.raises(InvalidValueError, match="10 training images make no full batch of 64"):
+        Trainer(_recipe(), tmp_path, data=tiny, progress=False, device="cpu").fit()
+    with pytest.raises(InvalidValueError, match=r"does not take \['depth_of_field'\]"):
+        Trainer(_recipe(model_kwargs={"depth_of_field": 3}), tmp_path, data=digits_small, device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidValueError, match="no CUDA device"):
+            Trainer(_recipe(), tmp_path, data=digits_small, device="cuda")
+
+
+def load_digits_subset(data, n):
+    from robustzoo.data import Data, Split
+
+    return Data(data.name, Split(data.train.x[:n], data.train.y[:n]), data.val, data.test, data.classes,
+                data.mean, data.std, data.augment)
+
+
+def test_weights_only_checkpoint_of_a_momentum_free_run_loads(tmp_path, digits_small):
+    Trainer(_recipe(epochs=1, momentum=0.0), tmp_path, data=digits_small, progress=False, device="cpu").fit()
+    for name in ("last.safetensors", "best.safetensors"):
+        model = load_model(tmp_path / name)
+        assert model.config["architecture"] == "cifar_small_cnn"

@@ -1,6 +1,6 @@
 """Attacks: per-sample PGD for training, named attacks (PGD-K, CW, AutoAttack) for evaluation."""
-from .evaluation import AttackResult, autoattack, check_attack, list_attacks, run_attacks
+from .evaluation import AttackResult, autoattack, check_attack, check_autoattack, list_attacks, run_attacks
 from .pgd import LossFn, cross_entropy, cw_margin, pgd
 
-__all__ = ["AttackResult", "LossFn", "autoattack", "check_attack", "cross_entropy", "cw_margin",
+__all__ = ["AttackResult", "LossFn", "autoattack", "check_attack", "check_autoattack", "cross_entropy", "cw_margin",
            "list_attacks", "pgd", "run_attacks"]

@@ -64,18 +64,23 @@ def _batched_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: fl
     return int(correct), settings
 
 
+def check_autoattack(version: str = "standard", attacks: Sequence[str] | None = None) -> str:
+    """Validate AutoAttack options before anything runs; returns the version that will run."""
+    unknown = [a for a in attacks or () if a not in AA_ATTACKS]
+    if unknown:
+        raise UnknownNameError("AutoAttack attack", unknown[0], AA_ATTACKS)
+    version = "custom" if attacks else version
+    if version not in AA_VERSIONS:
+        raise UnknownNameError("AutoAttack version", version, AA_VERSIONS)
+    return version
+
+
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: str = "standard",
                attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0) -> Tensor:
     """Run AutoAttack (`pyautoattack`) and return x_adv; `attacks` switches to the custom version."""
     from pyautoattack import AutoAttack
 
-    if attacks:
-        unknown = [a for a in attacks if a not in AA_ATTACKS]
-        if unknown:
-            raise UnknownNameError("AutoAttack attack", unknown[0], AA_ATTACKS)
-        version = "custom"
-    if version not in AA_VERSIONS:
-        raise UnknownNameError("AutoAttack version", version, AA_VERSIONS)
+    version = check_autoattack(version, attacks)
     device = next(model.parameters()).device
     adversary = AutoAttack(model, attacks=list(attacks) if attacks else None, device=device, eps=eps,
                            norm="Linf", seed=seed, version=version)
@@ -93,6 +98,8 @@ def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], 
     if batch_size < 1:
         raise InvalidValueError(f"batch_size={batch_size!r}; expected a positive integer")
     attacks = [check_attack(a) for a in attacks]
+    if "aa" in attacks:
+        check_autoattack(aa_version, aa_attacks)
     was_training = model.training
     model.eval()
     results = []

@@ -18,22 +18,26 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 """(logits, target) -> per-sample loss [n]; `target` is sliced along dim 0 with the batch."""
 
 
+def as_float(t: Tensor) -> Tensor:
+    """Half-precision logits (AMP) in fp32 for the loss; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Per-sample cross-entropy (the PGD and PGD-AT loss)."""
-    return F.cross_entropy(logits.float(), y, reduction="none")
+    return F.cross_entropy(as_float(logits), y, reduction="none")
 
 
 def cw_margin(logits: Tensor, y: Tensor) -> Tensor:
     """Per-sample C&W margin max_{j≠y} z_j − z_y; PGD on it is the C&W-∞ attack."""
-    logits = logits.float()
+    logits = as_float(logits)
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
     return other - true
 
 
 def _step_counts(steps: Tensor) -> tuple[Tensor | None, list[int]]:
-    """Sort order (descending steps) and, for each step t, how many samples still attack (steps > t)."""
-    steps = steps.detach().to("cpu", torch.long).clamp(min=0)  # the one host read of the attack
+    """Sort order (descending steps, on the CPU) and, per step t, how many samples still attack (steps > t)."""
     if steps.numel() == 0 or int(steps.max()) == 0:
         return None, []
     max_steps = int(steps.max())
@@ -43,32 +47,45 @@ def _step_counts(steps: Tensor) -> tuple[Tensor | None, list[int]]:
     return torch.argsort(steps, descending=True, stable=True), at_least[1:].tolist()
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """Copy a small CPU tensor to `device` without waiting for queued GPU work (pinned, non-blocking)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
-        loss: LossFn = cross_entropy, random_start: bool = True,
+        loss: LossFn = cross_entropy, random_start: bool = True, start_std: float | None = None,
         generator: torch.Generator | None = None) -> Tensor:
     """Maximize `loss(model(x_adv), target)` within each sample's own L-inf ball; returns `x_adv` in [0,1].
 
-    The model is used as it is (train or eval mode is the caller's choice); parameter gradients are
-    neither computed nor touched.
+    The random start is uniform in the ball, or `x + start_std·N(0, 1)` when `start_std` is given
+    (TRADES: 0.001). The model is used as it is (train or eval mode is the caller's choice); parameter
+    gradients are neither computed nor touched.
     """
     x = x.detach()
     shape = (-1,) + (1,) * (x.dim() - 1)
     eps = strategy.eps.to(x.device, x.dtype).view(shape)
     alpha = strategy.step_size.to(x.device, x.dtype).view(shape)
     lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    steps = strategy.steps.detach().to("cpu", torch.long).clamp(min=0)  # the one host read of the attack
+    order, counts = _step_counts(steps)
+    if not counts:
+        return x.clone()
     if random_start:  # inside each sample's own ball; samples with 0 steps stay clean
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        attacked = (strategy.steps > 0).to(x.device, x.dtype).view(shape)
-        x_adv = torch.min(torch.max(x + (2 * noise - 1) * eps * attacked, lo), hi)
+        if start_std is None:
+            noise = (2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1) * eps
+        else:
+            noise = start_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if counts[0] < len(x):  # some samples have 0 steps
+            noise = noise * to_device(steps > 0, x.device).to(x.dtype).view(shape)
+        x_adv = torch.min(torch.max(x + noise, lo), hi)
     else:
         x_adv = x.clone()
-    order, counts = _step_counts(strategy.steps)
-    if not counts:
-        return x_adv
     if order is not None:
-        order = order.to(x.device)
+        order = to_device(order, x.device)
         x_adv, lo, hi, alpha, target = x_adv[order], lo[order], hi[order], alpha[order], target[order]
-    scale = 2.0 ** 12 if _fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
+    scale = 2.0 ** 12 if fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
     for n in counts:
         x_active = x_adv[:n].detach().requires_grad_(True)
         with torch.enable_grad():
@@ -80,6 +97,6 @@ def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
     return torch.empty_like(x_adv).index_copy_(0, order, x_adv)
 
 
-def _fp16_autocast(device: torch.device) -> bool:
+def fp16_autocast(device: torch.device) -> bool:
     kind = device.type
     return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..errors import DatasetNotFoundError, InvalidValueError
 from ..registry import Registry
+from .imagefolder import is_image_folder, load_image_folder
 from .loader import Augment, Split
 
 RawData = tuple[Split, Split, list[str]]
@@ -25,7 +26,8 @@ _STATS = {
     "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
 }
 _AUGMENT = {"cifar10": Augment(4, True), "cifar100": Augment(4, True), "svhn": Augment(4, False),
-            "tiny_imagenet": Augment(4, True), "digits": Augment(1, False)}
+            "tiny_imagenet": Augment(4, True), "digits": Augment(1, False),
+            "imagefolder": Augment(4, True)}
 
 
 @dataclass
@@ -64,15 +66,21 @@ def default_data_dir() -> Path:
 
 
 def load_data(name: str, data_dir: str | os.PathLike | None = None, *, val_size: int = 1000,
-              download: bool = False, seed: int = 0) -> Data:
-    """Load a dataset by name and hold out `val_size` training images (fixed by `seed`) for validation."""
+              download: bool = False, seed: int = 0, train_subset: int | None = None) -> Data:
+    """Load a dataset by name and hold out `val_size` training images (fixed by `seed`) for validation.
+
+    `train_subset` keeps that many training images, a random subset fixed by `seed` (for quick runs).
+    """
     loader = DATASETS.get(name)
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     train, test, classes = loader(root, download=download)
     if not 0 <= val_size < len(train):
         raise InvalidValueError(f"val_size={val_size}; expected 0 <= val_size < {len(train)} (training images)")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    if train_subset is not None and not 0 < train_subset <= len(train) - val_size:
+        raise InvalidValueError(f"train_subset={train_subset}; expected 0 < train_subset <= "
+                                f"{len(train) - val_size} (training images after the validation split)")
+    val_idx, train_idx = order[:val_size].sort().values, order[val_size:][:train_subset].sort().values
     mean, std = _STATS.get(name) or _channel_stats(train.x)
     return Data(name, Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx]),
                 test, classes, tuple(mean), tuple(std), _AUGMENT.get(name, Augment()))
@@ -101,10 +109,18 @@ def _torchvision(cls_name: str, root: Path, download: bool, **kwargs):
 
 
 def _cifar(cls_name: str, what: str, folder: str, root: Path, download: bool) -> RawData:
+    if is_image_folder(root):  # e.g. the JPEG tree of train/<class>/*.jpg, test/<class>/*.jpg
+        expected = 10 if cls_name == "CIFAR10" else 100
+        classes = [p for p in (root / "train").iterdir() if p.is_dir()]
+        if len(classes) != expected:
+            raise InvalidValueError(f"{root / 'train'} has {len(classes)} class folders; {what} has {expected} "
+                                    f"(use the dataset 'imagefolder' for other trees)")
+        return load_image_folder(root)
     try:
         splits = [_torchvision(cls_name, root, download, train=t) for t in (True, False)]
     except Exception as e:
-        raise _missing(what, root, folder, "https://www.cs.toronto.edu/~kriz/cifar.html") from e
+        raise _missing(what, root, f"{folder} (or an image-folder tree train/<class>/*, test/<class>/*)",
+                       "https://www.cs.toronto.edu/~kriz/cifar.html") from e
     train, test = (Split(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
                          torch.tensor(d.targets, dtype=torch.long)) for d in splits)
     return train, test, list(splits[0].classes)
@@ -120,6 +136,12 @@ def cifar10(root: Path, download: bool = False) -> RawData:
 def cifar100(root: Path, download: bool = False) -> RawData:
     """CIFAR-100 in torchvision's format (`cifar-100-python/`)."""
     return _cifar("CIFAR100", "CIFAR-100", "cifar-100-python/", root, download)
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(root: Path, download: bool = False) -> RawData:
+    """Any image-folder tree `train/<class>/*`, `test/<class>/*` (classes: sorted folder names)."""
+    return load_image_folder(root)
 
 
 @DATASETS.register("svhn")

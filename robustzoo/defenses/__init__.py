@@ -1,5 +1,8 @@
 """Defenses: the outer loss of adversarial training (and the loss its inner attack maximizes)."""
+from .awp import AWP, perturbed_weights
 from .base import DEFENSES, Defense, create_defense, list_defenses, register_defense
 from .pgd_at import PGDAT
+from .trades import TRADES, kl_divergence
 
-__all__ = ["DEFENSES", "Defense", "PGDAT", "create_defense", "list_defenses", "register_defense"]
+__all__ = ["AWP", "DEFENSES", "Defense", "PGDAT", "TRADES", "create_defense", "kl_divergence", "list_defenses",
+           "perturbed_weights", "register_defense"]

@@ -1,7 +1,8 @@
 """`Defense`: the inner attack's loss and the outer training loss of adversarial training."""
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, ContextManager
 
 from torch import Tensor, nn
 
@@ -39,6 +40,14 @@ class Defense:
              strategy: Strategy) -> tuple[Tensor, Tensor]:
         """Per-sample training loss `[B]` and the logits on x_adv (for accuracy, without a second pass)."""
         raise NotImplementedError
+
+    def perturb_weights(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
+                        strategy: Strategy) -> ContextManager[None]:
+        """Weights the training loss and its gradient are taken at; the trainer steps after it exits.
+
+        No perturbation by default; AWP adds v here and restores the weights on exit.
+        """
+        return contextlib.nullcontext()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (AWP's warmup uses it)."""

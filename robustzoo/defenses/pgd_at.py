@@ -6,6 +6,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..attacks.pgd import as_float
 from ..errors import InvalidValueError
 from ..strategy import Strategy
 from .base import Defense, register_defense
@@ -23,7 +24,7 @@ class PGDAT(Defense):
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
              strategy: Strategy) -> tuple[Tensor, Tensor]:
         logits = model(x_adv)
-        loss = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(as_float(logits), y, reduction="none", label_smoothing=self.label_smoothing)
         return loss, logits
 
     def config(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import timm
 from torch import nn
 
-from ..errors import UnknownNameError
+from ..errors import InvalidValueError, UnknownNameError
 from .normalize import Normalize
 
 CIFAR_ARCHS = ("cifar_preact_resnet18", "cifar_resnet18", "cifar_small_cnn", "cifar_wrn_28_10",
@@ -32,7 +32,11 @@ def create_model(name: str, *, num_classes: int, mean: Sequence[float], std: Seq
     if not timm.is_model(name):
         raise UnknownNameError("model", name, CIFAR_ARCHS + tuple(timm.list_models()))
     extra = {"img_size": img_size} if img_size else {}
-    net = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, **extra, **kwargs)
+    try:
+        net = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, **extra, **kwargs)
+    except TypeError as e:
+        raise InvalidValueError(f"model {name!r} does not take {sorted({**extra, **kwargs})}: "
+                                f"{str(e).splitlines()[0]}") from None
     model = Normalize(net, mean, std)
     model.config = model_config(name, num_classes, mean, std, in_chans, img_size, **kwargs)
     return model

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import InvalidValueError
+
 
 class Normalize(nn.Module):
     """`model((x - mean) / std)`: the wrapped model takes images in [0,1]."""
@@ -13,7 +15,7 @@ class Normalize(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError(f"mean={tuple(mean)} / std={tuple(std)}: expected equal lengths and std > 0")
+            raise InvalidValueError(f"mean={tuple(mean)} / std={tuple(std)}: expected equal lengths and std > 0")
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))

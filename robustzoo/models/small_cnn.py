@@ -14,7 +14,7 @@ def _conv(cin: int, cout: int, stride: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32, **kwargs: Any):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32):
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(*_conv(in_chans, width, 1), *_conv(width, 2 * width, 2),

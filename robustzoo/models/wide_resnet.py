@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
+from ..errors import InvalidValueError
 from ._cfg import cifar_cfg
 
 
@@ -33,10 +34,10 @@ class WideBlock(nn.Module):
 
 class WideResNet(nn.Module):
     def __init__(self, depth: int = 34, widen_factor: int = 10, num_classes: int = 10, in_chans: int = 3,
-                 drop_rate: float = 0.0, **kwargs: Any):
+                 drop_rate: float = 0.0):
         super().__init__()
         if (depth - 4) % 6:
-            raise ValueError(f"WideResNet depth={depth}; expected 6n+4")
+            raise InvalidValueError(f"WideResNet depth={depth}; expected 6n+4 (e.g. 28, 34, 70)")
         n = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.num_classes = num_classes

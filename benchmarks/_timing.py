@@ -1,0 +1,36 @@
+"""Shared by the benchmarks: interleaved median timing and a header naming the machine."""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def bench(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+          warmup: int = 1) -> dict[str, float]:
+    """Median wall time (s) of each function; repeats are interleaved so that load drift hits all alike."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def header(name: str, device: torch.device, **fields: object) -> str:
+    extra = " | ".join(f"{k} {v}" for k, v in fields.items())
+    return (f"# {name} | {platform.platform()} | python {platform.python_version()} | torch {torch.__version__} | "
+            f"device {device} | threads {torch.get_num_threads()} | {extra}")
