@@ -143,6 +143,16 @@ def evaluate(checkpoint: Path, attacks: tuple[str, ...], eps: float | None, n: i
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def plot(run_dir: Path) -> None:
+    """Draw a run's training curves and its per-epoch strategy distributions as PNG files."""
+    from .plot import plot_run
+
+    for path in plot_run(run_dir):
+        console.print(f"wrote {path}")
+
+
+@main.command()
 def policies() -> None:
     """List the registered attack policies."""
     from .policies import POLICIES

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -19,12 +20,19 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 @dataclass
 class Strategy:
-    """Per-sample attack parameters of a batch: `eps`, `step_size` (pixel scale) and `steps`, each `[B]`."""
+    """Per-sample attack parameters of a batch: `eps`, `step_size` (pixel scale) and `steps`, each `[B]`.
+
+    `extras` holds per-sample values a defense or the telemetry reads (TRADES `beta`; bool flags such as
+    ECAS `adjusted` are reported as shares). `search`, when set, is an attack that resolves the budget
+    itself (SAAT's SA-PGD): the defense calls it, with its own loss, instead of `pgd`, and the search
+    writes the budgets and step counts it used back into `eps` and `steps`.
+    """
 
     eps: Tensor
     step_size: Tensor
     steps: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    search: Callable[..., Tensor] | None = None
 
     def __len__(self) -> int:
         return self.eps.shape[0]

@@ -56,7 +56,7 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
                      defense: Defense, optimizer: torch.optim.Optimizer, *,
                      scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
                      attack_train_mode: bool = False) -> tuple[Strategy, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One min-max step: strategy a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; optimizer step.
+    """One min-max step: a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; policy update; w step.
 
     Returns the strategy, x_adv, the per-sample loss and the logits on x_adv.
     """
@@ -67,6 +67,9 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
     with autocast(x.device, amp_dtype), defense.perturb_weights(model, x, x_adv, y, strategy):
         loss, logits = defense.loss(model, x, x_adv, y, strategy)
         (scaler.scale(loss.mean()) if scaler else loss.mean()).backward()
+    if scaler:
+        scaler.unscale_(optimizer)  # the policy sees true gradients
+    policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), optimizer.param_groups[0]["lr"]))
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -95,6 +98,7 @@ class Trainer:
                                   in_chans=d.in_chans, **recipe.model_kwargs).to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        recipe.policy.setup(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                          weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -168,7 +172,7 @@ class Trainer:
                 strategy, x_adv, loss, logits = adversarial_step(
                     model, x, y, recipe.policy, recipe.defense, self.optimizer, scaler=self.scaler,
                     amp_dtype=self.amp_dtype, attack_train_mode=recipe.attack_train_mode)
-                recipe.policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), lr))
+                recipe.policy.record(strategy)
                 self.step += 1
                 with torch.no_grad():
                     totals += torch.stack([loss.detach().sum(), (logits.argmax(1) == y).sum(),
@@ -178,7 +182,7 @@ class Trainer:
                 update(i + 1, len(self.loader), totals, n, steps_total)
         loss, correct, eps = totals.tolist()
         return {"train_loss": loss / n, "train_robust_acc": correct / n, "mean_eps": eps / n,
-                "mean_steps": float(steps_total) / n}
+                "mean_steps": float(steps_total) / n, "strategy": recipe.policy.epoch_stats()}
 
     def validate(self) -> dict[str, float]:
         """Clean and PGD-K accuracy on the held-out split (the early-stopping signal of Rice et al.)."""

@@ -51,3 +51,25 @@ def test_defense_recipes_state_the_published_settings(stem, defense, inner, gamm
         assert [r.schedule(e / 76) for e in (73, 74, 75)] == [1, pytest.approx(0.1), pytest.approx(0.1)]
     if stem.startswith("trades_awp"):  # the AWP code: lr ×0.1 for 1-based epochs >= 100, ×0.01 >= 150
         assert [r.schedule(e / 200) for e in (98, 99, 148, 149)] == pytest.approx([1, 0.1, 0.1, 0.01])
+
+
+@pytest.mark.parametrize("stem,policy,defense,low,high,epochs", [
+    ("las_at_wrn34_cifar10", "LearnedLAS", "PGDAT", 3, 15, 200),
+    ("las_trades_wrn34_cifar10", "LearnedLAS", "TRADES", 3, 15, 76),
+    ("las_awp_wrn34", "LearnedLAS", "AWP", 7, 15, 200),
+    ("las_awp_wrn34_cifar100", "LearnedLAS", "AWP", 7, 15, 200),
+    ("las_awp_prn18_tinyimagenet", "LearnedLAS", "AWP", 7, 15, 200),
+    ("ecas_pgdat_wrn34_cifar10", "CyclicEntropyECAS", "PGDAT", 3, 12, 200),
+    ("ecas_awp_wrn34_cifar10", "CyclicEntropyECAS", "AWP", 6, 15, 200),
+])
+def test_adaptive_policy_recipes(stem, policy, defense, low, high, epochs):
+    r, _ = load_recipe(Path(__file__).parents[1] / "recipes" / f"{stem}.py")
+    assert (type(r.policy).__name__, type(r.defense).__name__, r.epochs) == (policy, defense, epochs)
+    space = r.policy.eps_options if policy == "LearnedLAS" else r.policy.eps_space
+    assert (round(min(space) * 255), round(max(space) * 255)) == (low, high)
+    if policy == "LearnedLAS":
+        assert (r.policy.alpha, r.policy.beta, r.policy.lr, r.policy.update_every, r.policy.baseline) == (
+            2.0, 4.0, 1e-3, 40, False)
+        assert r.policy.backbone == "cifar_resnet18"
+        assert (r.policy.beta_options is not None) == (defense == "TRADES")
+    assert "Reported" in r.description and "AA" in r.description

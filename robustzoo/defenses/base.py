@@ -30,11 +30,17 @@ class Defense:
     """Base class: `attack()` makes x_adv from a policy's strategy, `loss()` is the outer loss on it."""
 
     attack_loss: LossFn = staticmethod(cross_entropy)
-    random_start: bool = True
+    start_std: float | None = None  # None: uniform random start in the ball
+
+    def attack_target(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """What `attack_loss` compares the adversarial logits with: the labels (TRADES: clean probabilities)."""
+        return y
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Tensor:
-        """The inner maximization: per-sample PGD on this defense's attack loss."""
-        return pgd(model, x, y, strategy, loss=self.attack_loss, random_start=self.random_start)
+        """The inner maximization on this defense's attack loss: per-sample PGD, or the strategy's search."""
+        target = self.attack_target(model, x, y)
+        attack = strategy.search or pgd
+        return attack(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std)
 
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
              strategy: Strategy) -> tuple[Tensor, Tensor]:

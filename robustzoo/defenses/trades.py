@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks.pgd import as_float, pgd
+from ..attacks.pgd import as_float
 from ..errors import InvalidValueError
 from ..strategy import Strategy
 from .base import Defense, register_defense
@@ -26,15 +26,16 @@ class TRADES(Defense):
     With the `Fixed(eps=0.031, step_size=0.007, steps=10)` policy this is the original algorithm.
     """
 
+    attack_loss = staticmethod(kl_divergence)
+
     def __init__(self, beta: float = 6.0, start_std: float = 0.001):
         if beta < 0:
             raise InvalidValueError(f"beta={beta!r}; expected beta >= 0")
         self.beta, self.start_std = float(beta), float(start_std)
 
-    def attack(self, model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Tensor:
+    def attack_target(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
-            p_clean = F.softmax(as_float(model(x)), 1)
-        return pgd(model, x, p_clean, strategy, loss=kl_divergence, start_std=self.start_std)
+            return F.softmax(as_float(model(x)), 1)
 
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
              strategy: Strategy) -> tuple[Tensor, Tensor]:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 from ..strategy import Strategy
+from .telemetry import StrategyStats
 
 POLICIES: Registry[type["AttackPolicy"]] = Registry("policy")
 
@@ -28,7 +29,10 @@ def create_policy(name: str, **kwargs: Any) -> "AttackPolicy":
 
 @dataclass
 class Feedback:
-    """What a policy may learn from after a training step (LAS-AT's reward is built from it)."""
+    """What a policy may learn from in a training step (LAS-AT's reward is built from it).
+
+    `loss` is the per-sample training loss L1 on x_adv; `lr` the target's current learning rate.
+    """
 
     model: nn.Module
     x: Tensor
@@ -45,11 +49,32 @@ class AttackPolicy:
     def strategy(self, model: nn.Module, x: Tensor, y: Tensor) -> Strategy:
         raise NotImplementedError
 
+    def setup(self, model: nn.Module) -> None:
+        """Called once with the target model before training (LAS builds its strategy network here)."""
+
     def update(self, feedback: Feedback) -> None:
-        """Learn from a finished step (no-op for policies that do not learn)."""
+        """Learn from the step: called after backward, before the optimizer step (no-op by default).
+
+        The model's parameters still hold w and their `.grad` the gradient of the training loss.
+        """
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (schedules such as ECAS's cyclic eps use it)."""
+
+    def record(self, strategy: Strategy) -> None:
+        """Add a batch's strategy (as the attack resolved it) to this epoch's telemetry; no host read."""
+        if not hasattr(self, "_stats"):
+            self._stats = StrategyStats()
+        self._stats.update(strategy)
+
+    def epoch_stats(self) -> dict[str, Any]:
+        """This epoch's strategy distributions (eps/step/steps histograms, means, shares), then reset."""
+        stats = getattr(self, "_stats", None)
+        if stats is None:
+            return {}
+        summary = stats.summary()
+        stats.reset()
+        return summary
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors and JSON-able values)."""
