@@ -73,3 +73,13 @@ def test_adaptive_policy_recipes(stem, policy, defense, low, high, epochs):
         assert r.policy.backbone == "cifar_resnet18"
         assert (r.policy.beta_options is not None) == (defense == "TRADES")
     assert "Reported" in r.description and "AA" in r.description
+
+
+@pytest.mark.parametrize("stem,defense,rho,eps_max", [("saat_prn18_cifar10", "PGDAT", 1.7, 14 / 255),
+                                                      ("saat_awp_prn18_cifar10", "AWP", 1.7, 9 / 255)])
+def test_saat_recipes(stem, defense, rho, eps_max):
+    r, _ = load_recipe(Path(__file__).parents[1] / "recipes" / f"{stem}.py")
+    assert type(r.policy).__name__ == "LossConstrainedSAAT" and type(r.defense).__name__ == defense
+    assert (r.policy.rho, r.policy.eps_max, r.policy.tau, r.policy.step_size, r.policy.steps_per_budget) == (
+        rho, eps_max, 2 / 255, 2 / 255, 3)
+    assert r.model == "cifar_preact_resnet18" and "Reported" in r.description

@@ -3,6 +3,7 @@ from .base import POLICIES, AttackPolicy, Feedback, create_policy, list_policies
 from .ecas import CyclicEntropyECAS, mean_entropy
 from .fixed import Fixed
 from .las import LearnedLAS
+from .saat import LossConstrainedSAAT
 
-__all__ = ["POLICIES", "AttackPolicy", "CyclicEntropyECAS", "Feedback", "Fixed", "LearnedLAS", "create_policy",
+__all__ = ["POLICIES", "AttackPolicy", "CyclicEntropyECAS", "Feedback", "Fixed", "LearnedLAS", "LossConstrainedSAAT", "create_policy",
            "list_policies", "mean_entropy", "register_policy"]

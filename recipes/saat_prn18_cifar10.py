@@ -1,0 +1,31 @@
+"""SAAT (strength-adaptive AT, SA-PGD), PreActResNet-18, CIFAR-10.
+
+LossConstrainedSAAT: ρ = 1.7, ε_max = 14/255, τ = α = 2/255, K = 3 (Sec. 4.1); on PGD-AT in the settings of Rice et al. that the SAAT paper follows: 200 epochs, SGD lr 0.1, momentum 0.9,
+weight decay 5e-4, lr ÷10 at epochs 100 and 150, crop(4) + flip; held-out 1,000 images for the best
+checkpoint. The search runs with the model in eval mode (samples leave the batch as they stop).
+
+Reported (SAAT paper, Table 1, row SAAT_up (ε_max = 14, ρ = 1.7): clean 76.37, PGD-20 56.31, AA 48.86 (best checkpoint).
+
+Run:  robustzoo train recipes/saat_prn18_cifar10.py --data-dir DIR
+"""
+from robustzoo import PGDAT, Piecewise, Recipe
+from robustzoo.policies import LossConstrainedSAAT
+
+
+def recipe() -> Recipe:
+    return Recipe(
+        name="saat-prn18-cifar10",
+        model="cifar_preact_resnet18",
+        dataset="cifar10",
+        val_size=1000,
+        policy=LossConstrainedSAAT(rho=1.7, eps_max=14 / 255, tau=2 / 255, step_size=2 / 255, steps_per_budget=3),
+        defense=PGDAT(),
+        eps=8 / 255,
+        epochs=200,
+        batch_size=128,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule=Piecewise(milestones=(0.5, 0.75), gamma=0.1),
+        description=__doc__,
+    )
