@@ -164,3 +164,38 @@ def test_weights_only_checkpoint_of_a_momentum_free_run_loads(tmp_path, digits_s
     for name in ("last.safetensors", "best.safetensors"):
         model = load_model(tmp_path / name)
         assert model.config["architecture"] == "cifar_small_cnn"
+
+
+@pytest.mark.parametrize("make_policy", [
+    lambda: __import__("robustzoo").policies.LearnedLAS(
+        eps_options=(16 / 255, 32 / 255), step_options=(8 / 255,), steps_options=(1, 2, 3),
+        backbone="cifar_small_cnn", backbone_kwargs={"width": 4}, hidden=8, update_every=2),
+    lambda: __import__("robustzoo").policies.CyclicEntropyECAS(
+        eps_space=(16 / 255, 24 / 255, 32 / 255), steps=2, scheduler="cyclic-batch"),
+], ids=["LearnedLAS", "ECAS"])
+def test_resume_restores_learning_policies(tmp_path, digits_small, make_policy):
+    """The strategy network, its optimizer and the policy's counters come back: bit-identical weights."""
+    full = Trainer(_recipe(policy=make_policy()), tmp_path / "full", data=digits_small, progress=False, device="cpu")
+    full.fit()
+    crashing = make_policy()
+    original, calls = crashing.strategy, {"n": 0}
+
+    def crash_in_epoch_2(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise Crash
+        return original(model, x, y)
+
+    crashing.strategy = crash_in_epoch_2
+    with pytest.raises(Crash):
+        Trainer(_recipe(policy=crashing), tmp_path / "run", data=digits_small, progress=False, device="cpu").fit()
+    torch.manual_seed(999)
+    resumed = Trainer(_recipe(policy=make_policy()), tmp_path / "run", data=digits_small, progress=False,
+                      device="cpu")
+    resumed.fit(resume=True)
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    full_state, resumed_state = full.recipe.policy.state_dict(), resumed.recipe.policy.state_dict()
+    if "net" in full_state:
+        for k, v in full_state["net"].items():
+            assert torch.equal(v, resumed_state["net"][k]), k

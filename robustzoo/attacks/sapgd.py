@@ -1,8 +1,10 @@
-"""SA-PGD (SAAT, Algorithm 1): per sample, the smallest budget whose adversarial loss reaches ρ.
+"""SA-PGD (SAAT, Algorithm 1): per sample, the smallest budget on the τ-grid whose adversarial loss reaches ρ.
 
-From ε = 0, grow ε by τ (capped at ε_max) and take K PGD steps at each budget, checking the loss after
-every step; a sample stops as soon as its loss is ≥ ρ, or after its K steps at ε_max. A sample whose
-clean loss is already ≥ ρ is left untouched. As in the paper, there is no random start.
+Algorithm 1 of the SAAT paper, per sample: x' ← x, ε ← 0; if ℓ(f(x'), y) ≥ ρ stop (no perturbation); else,
+while ε < ε_max: ε ← ε + τ, then for k = 1..K: x' ← Π_ε(x' + α·sign(∇ℓ)), and return x' as soon as
+ℓ(f(x'), y) ≥ ρ. So the loss is checked after every PGD step (Algorithm 1, lines 10-11: the check sits inside
+the `for k` loop), not only after the K steps of a budget, and there is no random start (line 3: x' ← x).
+Here ε is capped at ε_max (min(ε + τ, ε_max)); the paper's loop could overshoot it when τ does not divide it.
 """
 from __future__ import annotations
 
@@ -11,63 +13,106 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..errors import InvalidValueError
 from ..strategy import Strategy
-from .pgd import LossFn, cross_entropy, fp16_autocast
+from .pgd import LossFn, cross_entropy, fp16_autocast, to_device
+
+_TOL = 1e-6  # relative: a budget within this of ε_max is ε_max (k·τ rounding)
+
+
+def _levels(eps_max: Tensor, tau: Tensor) -> int:
+    """How many budget levels the slowest sample may need, ⌈max ε_max/τ⌉ (one host read)."""
+    ratio = torch.where(tau > 0, eps_max / tau.clamp(min=torch.finfo(tau.dtype).tiny), math.inf)
+    bound = float(ratio.max())
+    if not math.isfinite(bound):
+        raise InvalidValueError("strategy.extras['tau'] must be > 0 for every sample (the budget increment)")
+    return max(1, math.ceil(bound * (1 - _TOL)))
 
 
 def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, loss: LossFn = cross_entropy,
            start_std: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """Strength-adaptive PGD; reads eps (= ε_max), step_size (α), steps (K), extras `tau` and `rho`.
+    """Strength-adaptive PGD (SAAT Algorithm 1); returns x_adv in [0,1], in the order of `x`.
 
-    Writes back into `strategy`: `eps` the budget each sample stopped at (0 when untouched), `steps` the
-    PGD steps it took, `extras["reached"]` whether its loss reached ρ. Samples that stopped leave the
-    batch once per budget level (one host read per level, none per step), so the cost follows the steps
-    actually taken, rounded up to K within a level. `start_std` and `generator` are unused (no random
-    start in Algorithm 1); they keep the signature of `pgd`.
+    Reads from `strategy`: `eps` = ε_max, `step_size` = α, `steps` = K (steps per budget) and
+    `extras["tau"]` = τ, `extras["rho"]` = ρ, all per sample. A sample whose loss at the clean point is
+    already ≥ ρ is left untouched (x_adv = x bit for bit, budget 0, 0 steps); so is one with K = 0 or
+    ε_max = 0. The others grow ε ← min(ε + τ, ε_max) and take K sign-gradient steps of α at each budget,
+    continuing from the current point (projected into the new ball and [0,1]); the loss is checked after
+    every step, as in Algorithm 1, and the sample stops at the first step whose loss is ≥ ρ, or after its
+    K steps at ε_max.
+
+    Start: x' = x, as in Algorithm 1 (line 3), when `start_std` is None (PGD-AT). With `start_std`
+    (TRADES: 0.001) a sample starts its search from x + start_std·N(0, 1) (drawn with `generator`,
+    projected into its first ball): the KL loss of TRADES is 0 with a zero gradient at x, so from x
+    itself sign-gradient steps could never move.
+
+    Writes back into `strategy`: `eps` the budget each sample ended at (0 when untouched; the budget of
+    the step that reached ρ, or ε_max), `steps` the PGD steps it took (long, on the CPU) and
+    `extras["reached"]` (bool) whether its loss reached ρ (True for untouched samples).
+
+    Cost: samples that stopped leave the forward batch (a gather of the active indices) once per budget
+    level. That needs a host read per level (the new active set), not per step, plus one to bound the
+    number of levels and one for the clean check; within a level a sample that reached ρ at step j < K
+    is frozen but still rides along in the remaining K − j passes. Each level costs K input-gradient
+    passes and one no-grad loss check (after the last step) over its active samples; the loss after
+    steps 1..K−1 is read from the next step's forward, not from extra passes. The model is used in
+    whatever mode the caller set; parameter gradients are neither computed nor touched.
     """
     x = x.detach()
     b, shape = len(x), (-1,) + (1,) * (x.dim() - 1)
-    eps_max = strategy.eps.to(x.device, x.dtype)
-    alpha = strategy.step_size.to(x.device, x.dtype)
-    tau = strategy.extras["tau"].to(x.device, x.dtype)
-    rho = strategy.extras["rho"].to(x.device, torch.float32)
-    k_steps = int(strategy.steps.max()) if b else 0
-    levels = int(math.ceil(float((eps_max / tau).max()) * (1 - 1e-6))) if b else 0  # one host read
-    scale = 2.0 ** 12 if fp16_autocast(x.device) else 1.0
+    eps_dtype, eps_device = strategy.eps.dtype, strategy.eps.device
+    eps_max = strategy.eps.detach().to(x.device, x.dtype).clamp(min=0.0)
+    alpha = strategy.step_size.detach().to(x.device, x.dtype)
+    tau = strategy.extras["tau"].detach().to(x.device, x.dtype).expand(b)
+    rho = strategy.extras["rho"].detach().to(x.device, x.dtype).expand(b)
+    k_cpu = strategy.steps.detach().to("cpu", torch.long).clamp(min=0)
+    k_max = int(k_cpu.max()) if b else 0
+    scale = 2.0 ** 12 if fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
 
     x_adv = x.clone()
     eps_used = torch.zeros(b, device=x.device, dtype=x.dtype)
     steps_used = torch.zeros(b, device=x.device, dtype=torch.long)
-    with torch.no_grad():
-        reached = loss(model(x), target).float() >= rho  # clean loss already ≥ ρ: untouched
-    active = (~reached).nonzero().squeeze(1)
+    with torch.no_grad():  # Algorithm 1, line 4: the clean point
+        reached = loss(model(x), target).detach().to(x.dtype) >= rho if b else torch.zeros(0, dtype=torch.bool)
+    k_dev = to_device(k_cpu, x.device)
+    levels = _levels(eps_max, tau) if b and k_max else 0
+    active = (~reached & (k_dev > 0) & (eps_max > 0)).nonzero().squeeze(1) if levels else x.new_zeros(0).long()
+    if start_std is not None and active.numel():
+        noise = torch.randn((len(active),) + x.shape[1:], generator=generator, device=x.device, dtype=x.dtype)
+        x_adv.index_copy_(0, active, (x[active] + start_std * noise).clamp(0.0, 1.0))
+
     for level in range(1, levels + 1):
         if active.numel() == 0:
             break
-        x_a, x0, tgt, r, a = x_adv[active], x[active], target[active], rho[active], alpha[active].view(shape)
-        eps = torch.minimum(level * tau[active], eps_max[active])
+        x0, tgt, r, k_a = x[active], target[active], rho[active], k_dev[active]
+        a, cap = alpha[active].view(shape), eps_max[active]
+        grown = level * tau[active]
+        last = grown >= cap * (1 - _TOL)  # this level's budget is ε_max
+        eps = torch.where(last, cap, grown)
         lo, hi = (x0 - eps.view(shape)).clamp(min=0.0), (x0 + eps.view(shape)).clamp(max=1.0)
-        live = torch.ones(len(active), dtype=torch.bool, device=x.device)
-        hit = torch.zeros_like(live)
+        x_a = torch.min(torch.max(x_adv[active], lo), hi)  # into the new ball (a no-op but for the noise start)
+        live = torch.ones(len(active), dtype=torch.bool, device=x.device)  # still searching at this level
         taken = torch.zeros(len(active), dtype=torch.long, device=x.device)
-        for k in range(k_steps):
+        for k in range(k_max):
             x_in = x_a.detach().requires_grad_(True)
             with torch.enable_grad():
                 values = loss(model(x_in), tgt)
             grad, = torch.autograd.grad(values.sum() * scale, x_in)
-            if k > 0:  # the loss after the previous step: stop there once it reaches ρ
-                newly = live & (values.detach().float() >= r)
-                hit |= newly
-                live &= ~newly
-            stepped = torch.min(torch.max(x_in.detach() + a * grad.sign(), lo), hi)
-            x_a = torch.where(live.view(shape), stepped, x_in.detach())
-            taken += live.long()
-        with torch.no_grad():  # the loss after the last step of this budget
-            hit |= live & (loss(model(x_a), tgt).float() >= r)
-        live &= ~hit & (eps < eps_max[active] * (1 - 1e-6))  # reached ρ, or no budget left: done
-        x_adv[active], eps_used[active], reached[active] = x_a, eps, hit
-        steps_used[active] += taken
-        active = active[live]
-    strategy.eps, strategy.steps = eps_used, steps_used
+            if k > 0:  # this forward's loss is the check after step k (of those that took it)
+                live &= ~((k_a >= k) & (values.detach().to(x.dtype) >= r))
+            move = live & (k_a > k)
+            x_a = torch.where(move.view(shape), torch.min(torch.max(x_in.detach() + a * grad.sign(), lo), hi),
+                              x_in.detach())
+            taken += move.long()
+        with torch.no_grad():  # the check after step K
+            values = loss(model(x_a), tgt)
+        live &= ~((k_a >= k_max) & (values.detach().to(x.dtype) >= r))
+        x_adv.index_copy_(0, active, x_a)
+        eps_used.index_copy_(0, active, eps)
+        steps_used.index_add_(0, active, taken)
+        reached.index_copy_(0, active, ~live)
+        active = active[live & ~last]  # the one host read of the level
+    strategy.eps = eps_used.to(eps_device, eps_dtype)
+    strategy.steps = steps_used.cpu()
     strategy.extras["reached"] = reached
     return x_adv
