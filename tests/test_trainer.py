@@ -129,6 +129,10 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
         write_json(tmp_path / "r.json", {"a": Unserializable()})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_a_pickle_is_never_loaded(tmp_path):
