@@ -11,7 +11,7 @@ Reported (LAS-AT paper, Table 4, row LAS-AWP(ours), PreActResNet18, Tiny ImageNe
 
 Run:  robustzoo train recipes/las_awp_prn18_tinyimagenet.py --data-dir DIR
 """
-from robustzoo import AWP, PGDAT, Piecewise, Recipe
+from robustzoo import AWP, PGDAT, Piecewise, Recipe, Reported
 from robustzoo.policies import LearnedLAS
 
 
@@ -31,5 +31,6 @@ def recipe() -> Recipe:
         momentum=0.9,
         weight_decay=5e-4,
         schedule=Piecewise(milestones=(0.5, 0.75), gamma=0.1),
+        reported=Reported("LAS-AT paper, Table 4, LAS-AWP (PreActResNet-18, Tiny ImageNet)", clean=45.26, aa=18.42),
         description=__doc__,
     )

@@ -10,7 +10,7 @@ clean 85.36, AA 56.17. That paper is not in ../shared/papers: check the numbers 
 
 Run:  robustzoo train recipes/trades_awp_wrn34_cifar10.py --data-dir DIR
 """
-from robustzoo import AWP, TRADES, Fixed, Piecewise, Recipe
+from robustzoo import AWP, Fixed, Piecewise, Recipe, Reported, TRADES
 
 
 def recipe() -> Recipe:
@@ -28,5 +28,6 @@ def recipe() -> Recipe:
         momentum=0.9,
         weight_decay=5e-4,
         schedule=Piecewise(milestones=(99 / 200, 149 / 200), gamma=0.1),  # 1-based epochs 100, 150
+        reported=Reported("AWP paper (Wu et al. 2020) via RobustBench Wu2020Adversarial; not in ../shared/papers", clean=85.36, aa=56.17),
         description=__doc__,
     )

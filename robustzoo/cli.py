@@ -1,4 +1,4 @@
-"""The `robustzoo` command line: train, evaluate, policies, models."""
+"""The `robustzoo` command line: train, evaluate, push, zoo, plot, policies, models."""
 from __future__ import annotations
 
 import json
@@ -20,6 +20,9 @@ class Group(click.Group):
     """Turns robustzoo's errors into one line on stderr and exit code 2, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()  # its retry warnings would bury the one line we print on failure
         try:
             return super().invoke(ctx)
         except RobustzooError as e:
@@ -79,7 +82,8 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
     if resume and not (out / "last.safetensors").is_file():
         raise InvalidValueError(f"--resume: no checkpoint {out / 'last.safetensors'}; expected a run folder")
     trainer = Trainer(recipe, out, device=device, amp=None if amp == "none" else amp,
-                      channels_last=channels_last, progress=not quiet, recipe_sha256=sha)
+                      channels_last=channels_last, progress=not quiet, recipe_sha256=sha,
+                      recipe_path=recipe_path.as_posix())
     console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
                   f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
                   f"{recipe.epochs} epochs on {trainer.device} → {out}")
@@ -90,10 +94,10 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("source", metavar="RUN|ZOO_NAME|REPO_ID")
 @click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
               help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
-@click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the run's threat model).")
+@click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the model's threat model).")
 @click.option("--n", "n", type=click.IntRange(min=1), help="Evaluate the first N test images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
@@ -102,44 +106,154 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Result JSON (default: eval.json beside the weights).")
-def evaluate(checkpoint: Path, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
+@click.option("--revision", help="Hub revision (branch, tag or commit) of a zoo name or repo id.")
+@click.option("--card", "fill_card", is_flag=True,
+              help="Fill the robustness card (RUN/card.md; <repo>.card.md beside --out for Hub models).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Result JSON (default: eval.json beside a run's weights, ./<repo>.eval.json for Hub models).")
+def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
              aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
-             out: Path | None) -> None:
-    """Evaluate a run folder or checkpoint file under attacks; print a table and write JSON."""
+             revision: str | None, fill_card: bool, out: Path | None) -> None:
+    """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON."""
     from .attacks import check_attack, check_autoattack, run_attacks
     from .checkpoint import write_json
     from .data import load_data
     from .strategy import check_eps
-    from .trainer import load_model
+    from .zoo import load
 
     names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
     aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
     check_autoattack(aa_version, aa_list)
-    model = load_model(checkpoint, device)
+    local = Path(source).exists()
+    if revision and local:
+        raise InvalidValueError(f"--revision {revision!r} applies to zoo names and Hub repos, not the local {source}")
+    model = load(source, revision, device=device)
     run = model.run_info
     eps = check_eps(eps if eps is not None else run.get("threat_model", {}).get("eps", 8 / 255))
     ds = run.get("dataset", {})
     if not ds.get("name"):
-        raise InvalidValueError(f"{checkpoint} does not record its dataset; expected a robustzoo checkpoint")
+        raise InvalidValueError(f"{source} does not record its dataset; expected a robustzoo model")
     data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
                      seed=ds.get("seed", 0))
     x, y = data.test.x[:n].float() / 255, data.test.y[:n]
     results = run_attacks(model, x, y, names, eps=eps, batch_size=batch_size, seed=seed,
                           aa_version=aa_version, aa_attacks=aa_list)
-    table = Table(title=f"{checkpoint} — {ds['name']} test, n={len(y)}, L∞ eps={eps * 255:.2f}/255")
+    table = Table(title=f"{source} — {ds['name']} test, n={len(y)}, L∞ eps={eps * 255:.2f}/255")
     for col in ("attack", "accuracy", "seconds"):
         table.add_column(col, justify="left" if col == "attack" else "right")
     for r in results:
         table.add_row(r.attack, f"{r.accuracy:.2%}", f"{r.seconds:.1f}")
     console.print(table)
-    out = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval.json"
-    write_json(out, {"checkpoint": str(checkpoint), "dataset": ds["name"], "split": "test", "n": len(y),
+    folder = (Path(source) if Path(source).is_dir() else Path(source).parent) if local else Path(".")
+    stem = "" if local else run["source"]["repo_id"].replace("/", "--") + "."
+    out = out or folder / f"{stem}eval.json"
+    write_json(out, {"source": source, "dataset": ds["name"], "split": "test", "n": len(y),
                      "threat_model": {"norm": "Linf", "eps": eps}, "seed": seed,
                      "results": [r.__dict__ for r in results]})
     console.print(f"results written to {out}")
+    if fill_card:
+        from .zoo.evaluation import fill_card as fill
+
+        card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
+        path = fill(model, source, card_path, results, eps=eps, n=len(y), batch_size=batch_size, seed=seed)
+        console.print(f"card updated: {path}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--token", envvar="HF_TOKEN", show_envvar=True,
+              help="Hub token with write access (default: huggingface_hub's login). Never printed.")
+@click.option("--name", help="The model's name on its card (default: the recipe's name).")
+def push(run_dir: Path, repo_id: str, private: bool, token: str | None, name: str | None) -> None:
+    """Publish RUN_DIR's weights, timm config and robustness card to the Hub repo REPO_ID in one commit."""
+    from .zoo import push as push_run
+
+    result = push_run(run_dir, repo_id, private=private, token=token or None, name=name)
+    console.print(f"pushed {run_dir} → {result.repo_id} @ {result.commit[:12]} ({result.url})")
+    console.print(f"model.safetensors sha256 {result.card.weights_sha256}; card saved to {run_dir / 'card.md'} "
+                  f"(copy it to zoo_cards/ to list the model in the zoo)")
+
+
+@main.group()
+def zoo() -> None:
+    """The model zoo: list entries, show a card, make a card from a recipe."""
+
+
+def _cell(card: Any, attack: str) -> str:
+    if attack in card.results:
+        return f"{card.results[attack]:.2f}"
+    target = card.paper.get(attack)
+    return f"[dim]({target:.2f})[/]" if target is not None else "[dim]—[/]"
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """Every zoo model with its measured accuracy (paper targets dim, in parentheses)."""
+    from .zoo import list_zoo
+    from .zoo.card import MAIN_ATTACKS, eps_str
+
+    table = Table(title="robustzoo model zoo: test accuracy %, measured ([dim](paper target)[/] until measured)")
+    table.add_column("name", no_wrap=True)
+    for col in ("model", "data", "policy × defense", "L∞ eps"):
+        table.add_column(col)
+    for col in MAIN_ATTACKS.values():
+        table.add_column(col, justify="right")
+    table.add_column("weights")
+    for card in list_zoo():
+        table.add_row(card.name, card.architecture, card.dataset, f"{card.policy} × {card.defense_label}",
+                      eps_str(card.threat_model.get("eps")), *(_cell(card, a) for a in MAIN_ATTACKS),
+                      card.repo_id if card.weights_sha256 else "[dim]not published[/]")
+    console.print(table)
+
+
+@zoo.command("show")
+@click.argument("name")
+def zoo_show(name: str) -> None:
+    """One zoo model's card: setting, measured results against the paper's, provenance."""
+    from .zoo import zoo_card
+    from .zoo.card import MAIN_ATTACKS, attack_title, eps_str
+
+    card = zoo_card(name)
+    console.print(f"[bold]{card.name}[/] — {card.architecture} on {card.dataset}, L∞ eps {eps_str(card.threat_model.get('eps'))}, "
+                  f"{card.policy} × {card.defense_label}")
+    attacks = [*MAIN_ATTACKS, *(a for a in card.results if a not in MAIN_ATTACKS)]
+    table = Table()
+    table.add_column("")
+    for a in attacks:
+        table.add_column(attack_title(a), justify="right")
+    n = card.evaluation.get("n")
+    table.add_row(f"measured{f' (n={n})' if n else ''}",
+                  *(f"{card.results[a]:.2f}" if a in card.results else "—" for a in attacks))
+    if card.paper:
+        table.add_row(f"target: {card.paper.get('source', 'paper')}",
+                      *(f"{card.paper[a]:.2f}" if a in card.paper else "—" for a in attacks))
+    console.print(table)
+    for key, value in (("policy", card.policy_config), ("defense", card.defense_config),
+                       ("recipe", f"{card.recipe} (sha256 {card.recipe_sha256})"), ("hub repo", card.repo_id),
+                       ("revision", card.revision), ("weights sha256", card.weights_sha256 or "not published"),
+                       ("epochs trained", card.epochs)):
+        console.print(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
+
+
+@zoo.command("card")
+@click.argument("recipe_path", metavar="RECIPE.py", type=click.Path(path_type=Path))
+@click.argument("name")
+@click.option("--repo-id", help="Hub repo the entry will be published to (default: robustzoo/NAME).")
+@click.option("--out", type=click.Path(path_type=Path), help="Card file (default: zoo_cards/NAME.md).")
+def zoo_card_cmd(recipe_path: Path, name: str, repo_id: str | None, out: Path | None) -> None:
+    """Write the card of a zoo entry from RECIPE.py: its setting and the paper's numbers as targets."""
+    from .recipe import load_recipe
+    from .zoo import card_from_recipe
+    from .zoo.catalog import zoo_dir
+
+    recipe, sha = load_recipe(recipe_path)
+    card = card_from_recipe(recipe, recipe_path.as_posix(), sha, name=name, repo_id=repo_id)
+    path = card.save(out or zoo_dir() / f"{name}.md")
+    console.print(f"wrote {path}")
 
 
 @main.command()

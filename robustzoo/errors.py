@@ -40,3 +40,11 @@ class CheckpointError(RobustzooError):
 
 class DatasetNotFoundError(RobustzooError, FileNotFoundError):
     """A dataset is not where it was looked for; the message says where to put it."""
+
+
+class HubError(RobustzooError):
+    """The Hub could not give what was asked (unreachable and not cached, no such repo or file...)."""
+
+
+class IntegrityError(CheckpointError):
+    """Weights do not match the sha256 their card records."""

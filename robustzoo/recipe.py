@@ -16,6 +16,20 @@ from .schedules import Piecewise
 from .strategy import check_eps
 
 
+@dataclass(frozen=True)
+class Reported:
+    """Accuracies (%) a paper reports for a recipe's setting: the targets of a reproduction."""
+
+    source: str  # paper, table and row
+    clean: float | None = None
+    pgd20: float | None = None
+    cw: float | None = None
+    aa: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
 @dataclass
 class Recipe:
     """Everything a training run needs: model, data, policy, defense, optimizer, schedule, threat model."""
@@ -41,6 +55,7 @@ class Recipe:
     val_steps: int = 10
     attack_train_mode: bool = False
     seed: int = 0
+    reported: Reported | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -64,7 +79,8 @@ class Recipe:
                 "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
-                "attack_train_mode": self.attack_train_mode, "seed": self.seed}
+                "attack_train_mode": self.attack_train_mode, "seed": self.seed,
+                "reported": self.reported.as_dict() if self.reported else None}
 
 
 def load_recipe(path: str | Path) -> tuple[Recipe, str]:

@@ -83,7 +83,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, device: str = "auto", amp: str | None = None,
                  channels_last: bool = False, data: Data | None = None, progress: bool = True,
-                 recipe_sha256: str | None = None):
+                 recipe_sha256: str | None = None, recipe_path: str | None = None):
         if amp not in (None, "bf16", "fp16"):
             raise InvalidValueError(f"amp={amp!r}; expected bf16, fp16 or none")
         self.recipe, self.out = recipe, Path(out_dir)
@@ -105,8 +105,10 @@ class Trainer:
         self.loader = Loader(d.train, recipe.batch_size, shuffle=True, augment=d.augment, drop_last=True,
                              device=self.device, seed=recipe.seed)
         self.epoch, self.step, self.best = 0, 0, -1.0
-        self.run_info = {"model": self.model.config, "recipe": recipe.summary(), "recipe_sha256": recipe_sha256,
+        self.run_info = {"model": self.model.config, "recipe": recipe.summary(), "recipe_path": recipe_path,
+                         "recipe_sha256": recipe_sha256,
                          "dataset": {"name": d.name, "data_dir": recipe.data_dir, "classes": d.classes,
+                                     "input_size": list(d.train.x.shape[1:]),
                                      "val_size": recipe.val_size, "seed": recipe.seed},
                          "threat_model": {"norm": "Linf", "eps": recipe.eps},
                          "amp": amp, "channels_last": channels_last}
@@ -255,12 +257,18 @@ class Trainer:
             yield update
 
 
-def load_model(path: str | Path, device: str = "cpu") -> nn.Module:
-    """A trained model from a run folder (best, else last checkpoint) or a checkpoint file, in eval mode."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint a run folder stands for (best, else last), or `path` itself when it is a file."""
     path = Path(path)
     if path.is_dir():
         path = next((p for p in (path / "best.safetensors", path / "last.safetensors") if p.is_file()),
                     path / "best.safetensors")
+    return path
+
+
+def load_model(path: str | Path, device: str = "cpu") -> nn.Module:
+    """A trained model from a run folder (best, else last checkpoint) or a checkpoint file, in eval mode."""
+    path = resolve_checkpoint(path)
     tensors, meta = load_checkpoint(path)
     if "config" not in meta:
         raise CheckpointError(f"{path} has no robustzoo model config in its metadata")

@@ -42,6 +42,7 @@ class PreActResNet(nn.Module):
                 in_planes = planes
         self.layers = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(512)
+        self.num_features, self.in_chans = 512, in_chans  # timm's attributes (export, data config)
         self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

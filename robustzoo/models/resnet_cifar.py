@@ -40,6 +40,7 @@ class ResNetCifar(nn.Module):
                 stages.append(BasicBlock(in_planes, planes, 2 if (i > 0 and j == 0) else 1))
                 in_planes = planes
         self.layers = nn.Sequential(*stages)
+        self.num_features, self.in_chans = 512, in_chans  # timm's attributes (export, data config)
         self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

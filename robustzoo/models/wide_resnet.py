@@ -49,6 +49,7 @@ class WideResNet(nn.Module):
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_planes)
+        self.num_features, self.in_chans = in_planes, in_chans  # timm's attributes (export, data config)
         self.fc = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
