@@ -7,6 +7,7 @@ from .errors import RobustzooError
 from .models import Normalize, create_model
 from .policies import AttackPolicy, Fixed, create_policy, list_policies, register_policy
 from .recipe import Recipe, Reported, load_recipe
+from .robustness import RobustnessResult, evaluate
 from .schedules import Cosine, Piecewise
 from .strategy import Strategy
 from .trainer import Trainer, load_model
@@ -15,6 +16,6 @@ from .zoo import RobustnessCard, list_zoo, load, push
 __version__ = "0.1.0"
 
 __all__ = ["AWP", "TRADES", "AttackPolicy", "Cosine", "Defense", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
-           "Reported", "RobustnessCard", "RobustzooError", "Strategy", "Trainer", "create_defense", "create_model",
-           "create_policy", "list_defenses", "list_policies", "list_zoo", "load", "load_data", "load_model",
+           "Reported", "RobustnessCard", "RobustnessResult", "RobustzooError", "Strategy", "Trainer", "create_defense", "create_model",
+           "create_policy", "evaluate", "list_defenses", "list_policies", "list_zoo", "load", "load_data", "load_model",
            "load_recipe", "pgd", "push", "register_defense", "register_policy", "run_attacks"]

@@ -98,7 +98,7 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 @click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
               help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
 @click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the model's threat model).")
-@click.option("--n", "n", type=click.IntRange(min=1), help="Evaluate the first N test images.")
+@click.option("--n", "n", type=click.IntRange(min=1), help="Evaluate the first N test images (class-balanced order).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
               show_default=True, help="AutoAttack version.")
@@ -115,9 +115,10 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
              aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
              revision: str | None, fill_card: bool, out: Path | None) -> None:
     """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON."""
-    from .attacks import check_attack, check_autoattack, run_attacks
+    from .attacks import check_attack, check_autoattack
     from .checkpoint import write_json
     from .data import load_data
+    from .robustness import evaluate as evaluate_model
     from .strategy import check_eps
     from .zoo import load
 
@@ -137,27 +138,20 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
         raise InvalidValueError(f"{source} does not record its dataset; expected a robustzoo model")
     data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
                      seed=ds.get("seed", 0))
-    x, y = data.test.x[:n].float() / 255, data.test.y[:n]
-    results = run_attacks(model, x, y, names, eps=eps, batch_size=batch_size, seed=seed,
-                          aa_version=aa_version, aa_attacks=aa_list)
-    table = Table(title=f"{source} — {ds['name']} test, n={len(y)}, L∞ eps={eps * 255:.2f}/255")
-    for col in ("attack", "accuracy", "seconds"):
-        table.add_column(col, justify="left" if col == "attack" else "right")
-    for r in results:
-        table.add_row(r.attack, f"{r.accuracy:.2%}", f"{r.seconds:.1f}")
-    console.print(table)
+    result = evaluate_model(model, data.test, names, eps=eps, n=n, batch_size=batch_size, seed=seed,
+                            aa_version=aa_version, aa_attacks=aa_list)
+    results = result.results
+    console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, L∞ eps={eps * 255:.2f}/255"))
     folder = (Path(source) if Path(source).is_dir() else Path(source).parent) if local else Path(".")
     stem = "" if local else run["source"]["repo_id"].replace("/", "--") + "."
     out = out or folder / f"{stem}eval.json"
-    write_json(out, {"source": source, "dataset": ds["name"], "split": "test", "n": len(y),
-                     "threat_model": {"norm": "Linf", "eps": eps}, "seed": seed,
-                     "results": [r.__dict__ for r in results]})
+    write_json(out, {"source": source, "dataset": ds["name"], "split": "test", **result.to_dict()})
     console.print(f"results written to {out}")
     if fill_card:
         from .zoo.evaluation import fill_card as fill
 
         card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
-        path = fill(model, source, card_path, results, eps=eps, n=len(y), batch_size=batch_size, seed=seed)
+        path = fill(model, source, card_path, results, eps=eps, n=result.n, batch_size=batch_size, seed=seed)
         console.print(f"card updated: {path}")
 
 

@@ -1,0 +1,95 @@
+"""`robustzoo.evaluate`: any model, any data form, numbers equal to direct computations."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import robustzoo
+from robustzoo import RobustnessResult, evaluate, load_data
+from robustzoo.errors import InvalidValueError
+from robustzoo.robustness import balanced_order
+
+
+def test_balanced_order_interleaves_classes_and_keeps_their_own_order():
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert balanced_order(y).tolist() == [0, 3, 5, 1, 4, 2]
+    sorted_by_class = torch.arange(10).repeat_interleave(100)  # like the shared CIFAR-10 tree
+    first = sorted_by_class[balanced_order(sorted_by_class)[:95]]
+    assert first.bincount().tolist() == [10] * 5 + [9] * 5
+
+
+@pytest.fixture(scope="module")
+def digits_linear():
+    """A linear classifier on the digits (trained here in a second): accurate, and not robust at all."""
+    torch.manual_seed(0)
+    data = load_data("digits", val_size=0)
+    x, y = data.train.x.float() / 255, data.train.y
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), data
+
+
+def test_clean_accuracy_equals_a_direct_computation_and_pgd_breaks_a_non_robust_model(digits_linear):
+    model, data = digits_linear
+    result = evaluate(model, data.test, attacks=("clean", "pgd20"), eps=64 / 255, n=300)
+    x, y = data.test.x.float() / 255, data.test.y
+    idx = balanced_order(y)[:300]
+    with torch.no_grad():
+        direct = (model(x[idx]).argmax(1) == y[idx]).float().mean().item()
+    assert result.n == 300 and result.indices == idx.tolist()
+    assert result.accuracy["clean"] == pytest.approx(direct) and direct > 0.85
+    assert result.accuracy["pgd20"] <= result.accuracy["clean"]
+    assert result.accuracy["pgd20"] < 0.05  # a model never trained against attacks falls to ~0
+    assert y[idx].bincount().tolist() == [30] * 10  # class-balanced prefix
+
+
+def test_autoattack_equals_a_direct_pyautoattack_run(digits_linear):
+    from pyautoattack import AutoAttack
+
+    model, data = digits_linear
+    eps = 4 / 255
+    result = evaluate(model, data.test, attacks=("aa",), eps=eps, n=64, batch_size=32, seed=3)
+    idx = balanced_order(data.test.y)[:64]
+    x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
+    adversary = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=3, device="cpu")
+    adversary.verbose = False
+    x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=32)
+    with torch.no_grad():
+        direct = (model(x_adv).argmax(1) == y).float().mean().item()
+    assert result.accuracy["aa"] == pytest.approx(direct)
+    again = evaluate(model, data.test, attacks=("aa",), eps=eps, n=64, batch_size=32, seed=3)
+    assert again.accuracy == result.accuracy  # same seed, same images, same numbers
+
+
+def test_every_data_form_gives_the_same_numbers(digits_linear, tmp_path):
+    model, data = digits_linear
+    x, y = data.test.x.float() / 255, data.test.y
+    forms = [data, data.test, (x, y), (data.test.x, y), torch.utils.data.TensorDataset(x, y),
+             torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=50)]
+    results = [evaluate(model, f, attacks=("clean", "pgd10"), eps=16 / 255, n=100) for f in forms]
+    assert all(r.accuracy == results[0].accuracy for r in results)
+    path = results[0].save(tmp_path / "r.json")
+    loaded = RobustnessResult.load(path)
+    assert loaded.accuracy == results[0].accuracy and loaded.indices == results[0].indices
+    assert json.loads(path.read_text())["threat_model"] == {"norm": "Linf", "eps": 16 / 255}
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    console.print(results[0])
+    assert "pgd10" in console.export_text()
+    assert robustzoo.evaluate is evaluate
+
+
+def test_bad_inputs(digits_linear):
+    model, data = digits_linear
+    with pytest.raises(InvalidValueError, match="n=0"):
+        evaluate(model, data.test, n=0)
+    with pytest.raises(InvalidValueError, match="data of type str"):
+        evaluate(model, "cifar10")
+    with pytest.raises(InvalidValueError, match="3 images but 2 labels"):
+        evaluate(model, (torch.rand(3, 1, 8, 8), torch.zeros(2, dtype=torch.long)))
