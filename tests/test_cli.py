@@ -153,3 +153,25 @@ def test_cifar10_tree_with_the_wrong_class_count(tmp_path):
     shutil.rmtree(tree / "train" / "class9")
     with pytest.raises(InvalidValueError, match="has 9 class folders; CIFAR-10 has 10"):
         load_data("cifar10", tree)
+
+
+def test_a_recipe_pointing_at_the_real_cifar10_tree_trains_from_the_cli(cifar10_tree, tmp_path):
+    """The shared JPEG CIFAR-10, unpacked: a recipe names the tree in `data_dir`; train and evaluate run."""
+    (tmp_path / "recipe.py").write_text(textwrap.dedent(f'''
+        from robustzoo import Fixed, PGDAT, Recipe
+
+        def recipe():
+            return Recipe(name="real-cifar10", model="cifar_small_cnn", model_kwargs={{"width": 8}},
+                          dataset="cifar10", data_dir={str(cifar10_tree)!r}, train_subset=256, val_size=64,
+                          policy=Fixed(steps=2), defense=PGDAT(), epochs=1, batch_size=64, val_steps=2)
+    '''))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "recipe.py"), "--out", str(run), "--device", "cpu",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"]["classes"][:2] == ["airplane", "automobile"] and config["dataset"]["input_size"] == [3, 32, 32]
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--attack", "clean", "--n", "50", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "eval.json").read_text())
+    assert report["n"] == 50 and len(set(i // 1000 for i in report["indices"])) == 10  # 5 of each class
