@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from robustzoo import AWP, PGDAT, TRADES, Cosine, Fixed, Recipe, Trainer, evaluate, load_data, load_model
+from robustzoo import (AWP, PGDAT, TRADES, Cosine, Fixed, Recipe, Trainer, create_model, evaluate, load_data,
+                       load_model)
 from robustzoo.checkpoint import atomic_write, write_json
 from robustzoo.policies import CyclicEntropyECAS, LearnedLAS, LossConstrainedSAAT
 
@@ -159,7 +160,8 @@ def main() -> None:
     data = load_data("cifar10", tree, val_size=args.val_size, train_subset=args.train_subset, seed=0)
     print(f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images from {tree} "
           f"({time.perf_counter() - start:.0f} s)")
-    params = sum(p.numel() for p in load_params_model(args.width))
+    params = sum(p.numel() for p in create_model("cifar_small_cnn", num_classes=10, mean=(0.5,) * 3, std=(0.5,) * 3,
+                                                 width=args.width).parameters())
     command = "python benchmarks/cifar10_cpu.py " + " ".join(sys.argv[1:])
     cells = []
     for policy, defense in CELLS:
@@ -176,12 +178,6 @@ def main() -> None:
                   f"{cell['mean_steps']:.2f} steps/sample", flush=True)
         write_report(cells, args, out, params, command.strip())
     print(f"wrote {out} and {out.with_suffix('.png')}")
-
-
-def load_params_model(width: int):
-    from robustzoo import create_model
-
-    return create_model("cifar_small_cnn", num_classes=10, mean=(0.5,) * 3, std=(0.5,) * 3, width=width).parameters()
 
 
 if __name__ == "__main__":

@@ -127,11 +127,9 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
     check_autoattack(aa_version, aa_list)
-    local = Path(source).exists()
-    if revision and local:
-        raise InvalidValueError(f"--revision {revision!r} applies to zoo names and Hub repos, not the local {source}")
-    model = load(source, revision, device=device)
+    model = load(source, revision, device=device)  # a local run, a zoo name or a Hub repo
     run = model.run_info
+    local = "source" not in run  # only models from the Hub record where they came from
     eps = check_eps(eps if eps is not None else run.get("threat_model", {}).get("eps", 8 / 255))
     ds = run.get("dataset", {})
     if not ds.get("name"):
@@ -140,9 +138,9 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
                      seed=ds.get("seed", 0))
     result = evaluate_model(model, data.test, names, eps=eps, n=n, batch_size=batch_size, seed=seed,
                             aa_version=aa_version, aa_attacks=aa_list)
-    results = result.results
     console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, L∞ eps={eps * 255:.2f}/255"))
-    folder = (Path(source) if Path(source).is_dir() else Path(source).parent) if local else Path(".")
+    path = Path(source).expanduser()
+    folder = (path if path.is_dir() else path.parent) if local else Path(".")
     stem = "" if local else run["source"]["repo_id"].replace("/", "--") + "."
     out = out or folder / f"{stem}eval.json"
     write_json(out, {"source": source, "dataset": ds["name"], "split": "test", **result.to_dict()})
@@ -151,8 +149,8 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
         from .zoo.evaluation import fill_card as fill
 
         card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
-        path = fill(model, source, card_path, results, eps=eps, n=result.n, batch_size=batch_size, seed=seed)
-        console.print(f"card updated: {path}")
+        fill(model, source, card_path, result.results, eps=eps, n=result.n, batch_size=batch_size, seed=seed)
+        console.print(f"card updated: {card_path}")
 
 
 @main.command()

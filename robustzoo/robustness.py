@@ -36,6 +36,7 @@ class RobustnessResult:
         return {r.attack: r.accuracy for r in self.results}
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON record: accuracy per attack, settings, timings and the indices of the images."""
         return {"n": self.n, "threat_model": self.threat_model, "seed": self.seed, "batch_size": self.batch_size,
                 "seconds": round(self.seconds, 3), "accuracy": self.accuracy,
                 "results": [asdict(r) for r in self.results], "indices": self.indices}
@@ -47,6 +48,7 @@ class RobustnessResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RobustnessResult":
+        """Read a result written by `save`."""
         d = json.loads(Path(path).read_text())
         return cls([AttackResult(**r) for r in d["results"]], d["n"], d["threat_model"], d["seed"],
                    d["batch_size"], d.get("indices", []), d.get("seconds", 0.0))
@@ -90,7 +92,7 @@ def as_tensors(data: Any) -> tuple[Tensor, Tensor]:
         return data.x.float() / 255, data.y.long()
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         x, y = data
-    elif isinstance(data, torch.utils.data.DataLoader) or isinstance(data, torch.utils.data.Dataset):
+    elif isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.Dataset)):
         items = data if isinstance(data, torch.utils.data.DataLoader) else \
             torch.utils.data.DataLoader(data, batch_size=256, shuffle=False)
         xs, ys = zip(*((xb, yb) for xb, yb, *_ in items))

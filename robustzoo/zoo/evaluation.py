@@ -29,23 +29,22 @@ def fill_card(model: nn.Module, source: str, card_path: str | Path, results: Seq
               batch_size: int, seed: int) -> Path:
     """Write `results` (from `run_attacks`) into the card at `card_path`, creating it from the run if needed."""
     card_path = Path(card_path)
-    local = Path(source).exists()
+    src, path = model.run_info.get("source"), Path(source).expanduser()  # `source`: set by `load` for Hub models
     if card_path.is_file():
         card = RobustnessCard.load(card_path)
     elif getattr(model, "card", None) is not None:
         card = model.card
     else:
-        run_dir = Path(source) if Path(source).is_dir() else Path(source).parent
-        card = card_from_run(run_dir, model.run_info)
+        card = card_from_run(path if path.is_dir() else path.parent, model.run_info)
     card_eps = card.threat_model.get("eps")
     if card_eps is None or abs(card_eps - eps) > 1e-9:
         raise InvalidValueError(f"--card: evaluated at eps {eps_str(eps)} but the card's threat model is eps "
                                 f"{eps_str(card_eps)}; evaluate at the card's eps (omit --eps)")
-    if local:
-        checkpoint = resolve_checkpoint(source)
+    if src is None:
+        checkpoint = resolve_checkpoint(path)
         checkpoint_id, checkpoint_sha = checkpoint.name, sha256_file(checkpoint)
     else:  # the weights just loaded and verified, whatever an older card file says
-        src, loaded = model.run_info["source"], model.card
+        loaded = model.card
         card = card.replace(repo_id=src["repo_id"], revision=src["revision"], weights_sha256=loaded.weights_sha256,
                             config_sha256=loaded.config_sha256)
         checkpoint_id, checkpoint_sha = f"{src['repo_id']}@{src['revision']}", loaded.weights_sha256
