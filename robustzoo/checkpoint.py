@@ -16,6 +16,7 @@ from torch import Tensor
 from .errors import CheckpointError
 
 META_KEY = "robustzoo"
+STATE_PREFIXES = ("optimizer", "scaler", "policy", "rng", "local")  # tensor names of a training state, not weights
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
@@ -27,8 +28,8 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp (and some writers) make 0600 files; give the usual ones
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

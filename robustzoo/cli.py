@@ -57,19 +57,41 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing (needs internet).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Override the recipe's batch size (the global batch, split over --nproc processes).")
 @click.option("--model", "model_name", help="Override the recipe's architecture (any timm name).")
 @click.option("--train-subset", type=click.IntRange(min=1), help="Train on N random training images (quick runs).")
 @click.option("--val-size", type=click.IntRange(min=0), help="Override the held-out validation size.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
-              help="Mixed precision (bf16 on GPUs that support it; fp16 uses a grad scaler).")
+@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Mixed precision. auto: bf16 on GPUs that support it, fp16 with a grad scaler on older "
+                   "GPUs, none (fp32) on the CPU.")
 @click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
+@click.option("--compile", "compile_mode", is_flag=False, flag_value="default",
+              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              help="torch.compile the model (attack and training passes); optionally name the mode.")
+@click.option("--sync-bn", is_flag=True, help="BatchNorm statistics over the global batch (CUDA, data parallel).")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Launch N data-parallel processes on this machine through torchrun (one per GPU).")
+@click.option("--benchmark", is_flag=True,
+              help="Measure images/s and the ratio to the (K+1) forward+backward limit; trains nothing to disk.")
+@click.option("--benchmark-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed batches of --benchmark (after 2 warmup batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, data_dir: Path | None,
           download: bool, batch_size: int | None, model_name: str | None, train_subset: int | None,
-          val_size: int | None, device: str, amp: str, channels_last: bool, quiet: bool) -> None:
-    """Train RECIPE.py (a Python file with a recipe() function)."""
+          val_size: int | None, device: str, amp: str, channels_last: bool, compile_mode: str | None,
+          sync_bn: bool, nproc: int | None, benchmark: bool, benchmark_steps: int, quiet: bool) -> None:
+    """Train RECIPE.py (a Python file with a recipe() function).
+
+    Data parallel: `--nproc N` on one machine, or `torchrun ... -m robustzoo train RECIPE.py` for
+    several machines (see the README).
+    """
+    import os
+
+    if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_launch_torchrun(nproc))
+    from . import distributed
     from .recipe import load_recipe
     from .trainer import Trainer
 
@@ -81,16 +103,72 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
     out = out or Path("runs") / recipe.name
     if resume and not (out / "last.safetensors").is_file():
         raise InvalidValueError(f"--resume: no checkpoint {out / 'last.safetensors'}; expected a run folder")
-    trainer = Trainer(recipe, out, device=device, amp=None if amp == "none" else amp,
-                      channels_last=channels_last, progress=not quiet, recipe_sha256=sha,
-                      recipe_path=recipe_path.as_posix())
-    console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
-                  f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
-                  f"{recipe.epochs} epochs on {trainer.device} → {out}")
-    record = trainer.fit(resume=resume)
-    if record:
-        console.print(f"done: val clean {record['val_clean_acc']:.2%}, val PGD-{recipe.val_steps} "
-                      f"{record['val_robust_acc']:.2%} (best {trainer.best:.2%}); weights in {out}")
+    try:
+        trainer = Trainer(recipe, out, device=device, amp=amp, channels_last=channels_last,
+                          compile=compile_mode or False, sync_bn=sync_bn, progress=not quiet and not benchmark,
+                          recipe_sha256=sha, recipe_path=recipe_path.as_posix())
+        main_rank = trainer.dist.is_main
+        where = f"{trainer.device}" + (f" × {trainer.dist.world_size} processes" if trainer.dist.enabled else "")
+        if benchmark:
+            _benchmark(trainer, benchmark_steps, main_rank, where)
+            return
+        if main_rank:
+            console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
+                          f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
+                          f"{recipe.epochs} epochs on {where} → {out}")
+        record = trainer.fit(resume=resume)
+        if record and main_rank:
+            console.print(f"done: val clean {record['val_clean_acc']:.2%}, val PGD-{recipe.val_steps} "
+                          f"{record['val_robust_acc']:.2%} (best {trainer.best:.2%}); weights in {out}")
+    finally:
+        distributed.cleanup()
+
+
+def _launch_torchrun(nproc: int) -> int:
+    """Run this same `train` command under `torchrun --standalone --nproc-per-node N`; its exit code."""
+    import subprocess
+
+    ctx = click.get_current_context()
+    args = [ctx.info_name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False or value == param.default:
+            continue
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+        elif getattr(param, "is_flag", False) and isinstance(value, bool):
+            args.append(param.opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "robustzoo", *args]
+    console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} -m robustzoo {' '.join(args)}",
+                  highlight=False)
+    return subprocess.call(command)
+
+
+def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
+    from .benchmark import measure
+
+    result = measure(trainer, steps=steps)
+    if not main_rank:
+        return
+    recipe = trainer.recipe
+    table = Table(title=f"{recipe.name}: {recipe.model}, global batch {recipe.batch_size}, {where}, "
+                        f"amp {trainer.run_info['amp'] or 'none'}, {type(recipe.policy).__name__} × "
+                        f"{type(recipe.defense).__name__}")
+    for col in ("", "images/s", "s / batch"):
+        table.add_column(col, justify="right")
+    table.add_row("forward+backward (training pass)", f"{result.full_images_per_s:.1f}", f"{result.full_pass_s:.4f}")
+    table.add_row("input-gradient pass (attack)", f"{result._rate(result.input_grad_pass_s):.1f}",
+                  f"{result.input_grad_pass_s:.4f}")
+    table.add_row(f"adversarial training step (K = {result.mean_steps:.2f})", f"{result.images_per_s:.1f}",
+                  f"{result.step_s:.4f}")
+    table.add_row("(K+1) × forward+backward limit", f"{result.limit_images_per_s:.1f}", "")
+    console.print(table)
+    console.print(f"ratio to the (K+1) limit: {result.limit_ratio:.3f} (above 1: attack passes skip weight "
+                  f"gradients); time over the floor K·input-gradient + 1 training pass: {result.floor_ratio:.3f}; "
+                  f"CIFAR-10 epoch (50,000 images) ≈ {result.epoch_seconds():.1f} s")
 
 
 @main.command()
@@ -98,7 +176,8 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 @click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
               help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
 @click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the model's threat model).")
-@click.option("--n", "n", type=click.IntRange(min=1), help="Evaluate the first N test images (class-balanced order).")
+@click.option("--n", "--num-images", "n", type=click.IntRange(min=1),
+              help="Evaluate the first N test images (class-balanced order); under torchrun write --num-images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
               show_default=True, help="AutoAttack version.")
@@ -114,19 +193,37 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
              aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
              revision: str | None, fill_card: bool, out: Path | None) -> None:
-    """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON."""
+    """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON.
+
+    Under `torchrun --nproc-per-node N -m robustzoo evaluate ...` each process attacks a share of the
+    images; rank 0 prints and writes the summed result.
+    """
+    from . import distributed
     from .attacks import check_attack, check_autoattack
-    from .checkpoint import write_json
-    from .data import load_data
-    from .robustness import evaluate as evaluate_model
-    from .strategy import check_eps
-    from .zoo import load
+    from .trainer import resolve_device
 
     names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
     aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
     check_autoattack(aa_version, aa_list)
+    dist, rank_device = distributed.setup(resolve_device(device))  # under torchrun: each rank a shard
+    try:
+        _evaluate(source, names, aa_list, eps, n, batch_size, aa_version, seed, data_dir, str(rank_device),
+                  revision, fill_card, out, dist.is_main)
+    finally:
+        distributed.cleanup()
+
+
+def _evaluate(source: str, names: list[str], aa_list: list[str] | None, eps: float | None, n: int | None,
+              batch_size: int, aa_version: str, seed: int, data_dir: Path | None, device: str,
+              revision: str | None, fill_card: bool, out: Path | None, main_rank: bool) -> None:
+    from .checkpoint import write_json
+    from .data import load_data
+    from .robustness import evaluate as evaluate_model
+    from .strategy import check_eps
+    from .zoo import load
+
     model = load(source, revision, device=device)  # a local run, a zoo name or a Hub repo
     run = model.run_info
     local = "source" not in run  # only models from the Hub record where they came from
@@ -138,6 +235,8 @@ def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | 
                      seed=ds.get("seed", 0))
     result = evaluate_model(model, data.test, names, eps=eps, n=n, batch_size=batch_size, seed=seed,
                             aa_version=aa_version, aa_attacks=aa_list)
+    if not main_rank:
+        return
     console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, L∞ eps={eps * 255:.2f}/255"))
     path = Path(source).expanduser()
     folder = (path if path.is_dir() else path.parent) if local else Path(".")

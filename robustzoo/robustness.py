@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .attacks import run_attacks
 from .attacks.evaluation import AttackResult
 from .checkpoint import write_json
@@ -113,13 +114,27 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     """Accuracy of `model` under each attack on the first `n` images of `data` in class-balanced order.
 
     The order interleaves the classes (`balanced_order`), so `n=1000` of a class-sorted test set takes 100
-    of each of 10 classes. Same seed, same images → same numbers."""
+    of each of 10 classes. Same seed, same images → same numbers. Under torchrun each rank attacks every
+    world_size-th image and the counts are summed (random starts then differ from a single process's)."""
     if n is not None and n < 1:
         raise InvalidValueError(f"n={n!r}; expected a positive number of images or None for all")
     x, y = as_tensors(data)
     order = balanced_order(y)[:n]
     start = time.perf_counter()
-    results = run_attacks(model, x[order].contiguous(), y[order], list(attacks), eps=eps, batch_size=batch_size,
+    shard = order[distributed.get_rank()::distributed.get_world_size()]
+    results = run_attacks(model, x[shard].contiguous(), y[shard], list(attacks), eps=eps, batch_size=batch_size,
                           seed=seed, aa_version=aa_version, aa_attacks=aa_attacks)
+    if distributed.is_enabled():
+        results = _sum_over_ranks(results, len(order))
     return RobustnessResult(results, len(order), {"norm": "Linf", "eps": eps}, seed, batch_size,
                             order.tolist(), time.perf_counter() - start)
+
+
+def _sum_over_ranks(results: list[AttackResult], n: int) -> list[AttackResult]:
+    """Each attack's accuracy over all ranks' shards (counts summed; seconds of the slowest rank)."""
+    correct = torch.tensor([round(r.accuracy * r.n) for r in results], dtype=torch.float64,
+                           device=distributed.comm_device())
+    distributed.all_reduce_sum_(correct)
+    seconds = distributed.all_gather_object([r.seconds for r in results])
+    return [AttackResult(r.attack, c / max(n, 1), n, max(s[i] for s in seconds), r.settings)
+            for i, (r, c) in enumerate(zip(results, correct.tolist()))]

@@ -134,8 +134,9 @@ def test_awp_recipe_from_the_cli(tmp_path):
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert record["step"] == 2 and record["mean_steps"] == 10
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["recipe"]["defense_config"] == {"defense": "PGDAT", "defense_config": {"label_smoothing": 0.0},
-                                                  "gamma": 0.01, "warmup": 0}
+    assert config["recipe"]["defense_config"] == {
+        "defense": "PGDAT", "defense_config": {"label_smoothing": 0.0, "random_start": True}, "gamma": 0.01,
+        "warmup": 0}
 
 
 def test_bad_autoattack_options_fail_before_any_attack(trained_run):

@@ -113,6 +113,8 @@ def test_state_dict_round_trip(scheduler):
         a.strategy(model, x, y)
     b = CyclicEntropyECAS(scheduler=scheduler, seed=99)
     b.load_state_dict({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in a.state_dict().items()})
+    b.load_local_state_dict({"rng": a.local_state_dict()["rng"].clone()})  # the generator is per rank
+    assert "rng" not in a.state_dict()
     for _ in range(3):
         sa, sb = a.strategy(model, x, y), b.strategy(model, x, y)
         assert torch.equal(sa.eps, sb.eps) and torch.equal(sa.extras["adjusted"], sb.extras["adjusted"])

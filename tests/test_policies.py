@@ -25,15 +25,19 @@ def test_every_registered_policy_is_covered():
     assert set(POLICY_KWARGS) <= set(list_policies())
 
 
+PRECISIONS = {"fp32": dict(amp="none"), "bf16+channels_last": dict(amp="bf16", channels_last=True)}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("defense", DEFENSES, ids=list(DEFENSES))
 @pytest.mark.parametrize("policy", POLICY_KWARGS, ids=list(POLICY_KWARGS))
-def test_policy_times_defense_trains_three_steps(tmp_path, digits_small, policy, defense):
+def test_policy_times_defense_trains_three_steps(tmp_path, digits_small, policy, defense, precision):
     data = digits_small
     data.train = Split(data.train.x[:96], data.train.y[:96])
     recipe = Recipe(name="p", model="cifar_small_cnn", model_kwargs={"width": 4}, dataset="digits", val_size=64,
                     policy=create_policy(policy, **POLICY_KWARGS[policy]), defense=DEFENSES[defense](),
                     eps=32 / 255, epochs=1, batch_size=32, lr=0.05, val_steps=1)
-    trainer = Trainer(recipe, tmp_path, data=data, progress=False, device="cpu")
+    trainer = Trainer(recipe, tmp_path, data=data, progress=False, device="cpu", **PRECISIONS[precision])
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.fit()
     assert trainer.step == 3

@@ -36,9 +36,11 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.parametrize("precision", [{}, dict(amp="bf16", channels_last=True)], ids=["fp32", "bf16+channels_last"])
 @pytest.mark.parametrize("defense", [PGDAT, lambda: AWP(TRADES(), gamma=0.01, warmup=1)], ids=["PGDAT", "AWP(TRADES)"])
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small, defense):
-    full = Trainer(_recipe(defense=defense()), tmp_path / "full", data=digits_small, progress=False, device="cpu")
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small, defense, precision):
+    full = Trainer(_recipe(defense=defense()), tmp_path / "full", data=digits_small, progress=False, device="cpu",
+                   **precision)
     full.fit()
 
     policy = Fixed(eps=32 / 255, step_size=8 / 255, steps=3)
@@ -53,12 +55,13 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_smal
 
     policy.strategy = crash_in_epoch_2
     crashed = Trainer(_recipe(policy=policy, defense=defense()), tmp_path / "run", data=digits_small,
-                      progress=False, device="cpu")
+                      progress=False, device="cpu", **precision)
     with pytest.raises(Crash):
         crashed.fit()
     assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1]["epoch"] == 1
     torch.manual_seed(12345)  # a new process would start from another RNG state: resume must restore it
-    resumed = Trainer(_recipe(defense=defense()), tmp_path / "run", data=digits_small, progress=False, device="cpu")
+    resumed = Trainer(_recipe(defense=defense()), tmp_path / "run", data=digits_small, progress=False, device="cpu",
+                      **precision)
     resumed.fit(resume=True)
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -28,25 +30,30 @@ class Split:
         return len(self.y)
 
 
-def random_crop(x: Tensor, pad: int, generator: torch.Generator) -> Tensor:
+def random_crop(x: Tensor, pad: int, generator: torch.Generator, rows: slice = slice(None),
+                total: int | None = None) -> Tensor:
     """Each image cropped back to its size at its own random offset in the reflect-padded image.
 
-    `generator` lives on `x`'s device, so no random number crosses from the host.
+    `generator` lives on `x`'s device, so no random number crosses from the host. `x` may be `rows` of
+    a batch of `total` images: the offsets are drawn for the whole batch and sliced.
     """
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, b, 1), generator=generator, device=x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, total or b, 1), generator=generator, device=x.device)[:, rows]
+    rows_ = (dy + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(b, device=x.device)[:, None, None, None]
-    return padded[batch, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    return padded[batch, torch.arange(c, device=x.device)[None, :, None, None], rows_, cols]
 
 
-def augment_batch(x: Tensor, augment: Augment, generator: torch.Generator) -> Tensor:
+def augment_batch(x: Tensor, augment: Augment, generator: torch.Generator, rows: slice = slice(None),
+                  total: int | None = None) -> Tensor:
+    """Augment `x`, which is `rows` of a batch of `total` images (a rank's shard of a global batch):
+    the random draws are made for the whole batch, so the shard is augmented as in a single process."""
     if augment.crop_pad:
-        x = random_crop(x, augment.crop_pad, generator)
+        x = random_crop(x, augment.crop_pad, generator, rows, total)
     if augment.flip:
-        flip = torch.rand(len(x), generator=generator, device=x.device) < 0.5
+        flip = (torch.rand(total or len(x), generator=generator, device=x.device) < 0.5)[rows]
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -55,17 +62,25 @@ class Loader:
     """Float [0,1] batches of a split; the order and augmentation depend only on (seed, epoch).
 
     The uint8 split is copied to the device once (CIFAR-10's training set is 150 MB), so batches are
-    gathered, converted and augmented on the device with no per-batch host transfer.
+    gathered, converted and augmented on the device with no per-batch host transfer (pinned memory and
+    worker processes have nothing left to do). With `world_size` > 1 (data parallel) `batch_size` is the
+    global batch: every rank walks the same permutation and takes its contiguous `batch_size / world_size`
+    rows of each batch, augmented with the single-process draws — the distributed sampler of this loader.
     """
 
     def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False,
                  augment: Augment | None = None, drop_last: bool = False,
-                 device: torch.device | str = "cpu", seed: int = 0):
+                 device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise InvalidValueError(f"batch_size={batch_size} does not split over {world_size} processes; "
+                                    f"expected a global batch size divisible by the number of processes")
         self.device = torch.device(device)
-        self.x, self.y = split.x.to(self.device), split.y.to(self.device)
+        x = split.x.pin_memory() if self.device.type == "cuda" else split.x
+        self.x, self.y = x.to(self.device, non_blocking=True), split.y.to(self.device)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.augment, self.drop_last = augment or Augment(), drop_last
         self.seed, self.epoch = seed, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration yields (used by resume)."""
@@ -83,5 +98,15 @@ class Loader:
         generator = torch.Generator(self.device).manual_seed(seed)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            total, rows = len(idx), self.rows(len(idx))
+            idx = idx[rows]
             x = self.x[idx].float().div_(255)
-            yield augment_batch(x, self.augment, generator), self.y[idx]
+            yield augment_batch(x, self.augment, generator, rows, total), self.y[idx]
+
+    def rows(self, n: int) -> slice:
+        """This rank's contiguous rows of a batch of `n` (`torch.tensor_split`'s chunks)."""
+        if self.world_size == 1:
+            return slice(None)
+        q, r = divmod(n, self.world_size)
+        start = self.rank * q + min(self.rank, r)
+        return slice(start, start + q + (self.rank < r))

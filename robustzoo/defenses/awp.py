@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
 from ..attacks.pgd import fp16_autocast
 from ..errors import InvalidValueError
 from ..strategy import Strategy
@@ -17,10 +18,11 @@ from .base import Defense, register_defense
 class AWP(Defense):
     """Take the wrapped defense's loss and gradient at w + v, with v = γ·‖w‖/‖Δ‖·Δ per weight tensor.
 
-    Δ is the gradient of the wrapped loss on x_adv (the direction of the reference code's one ascent
-    step of a proxy); only weights with ≥ 2 dims (conv, linear) are perturbed. No model copy: Δ comes
-    from `torch.autograd.grad`, BatchNorm statistics of that extra pass are put back, and the original
-    weights are copied back bit for bit before the optimizer steps. Before epoch `warmup` nothing changes.
+    Δ is the gradient of the wrapped loss on x_adv (averaged over data-parallel ranks; the direction of
+    the reference code's one ascent step of a proxy); only weights with ≥ 2 dims (conv, linear) are
+    perturbed. No model copy: Δ comes from `torch.autograd.grad`, BatchNorm statistics of that extra pass
+    are put back, and the original weights are copied back bit for bit before the optimizer steps.
+    Before epoch `warmup` nothing changes.
     """
 
     def __init__(self, defense: Defense, gamma: float = 0.01, warmup: int = 0):
@@ -54,6 +56,7 @@ class AWP(Defense):
         with torch.enable_grad():
             loss, _ = self.defense.loss(model, x, x_adv, y, strategy)
             grads = torch.autograd.grad(loss.mean() * scale, weights, allow_unused=True)
+        distributed.all_reduce_mean_([g for g in grads if g is not None])  # Δ of the global batch
         with torch.no_grad():
             for b, saved in zip(model.buffers(), buffers):
                 b.copy_(saved)

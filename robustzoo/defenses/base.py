@@ -31,6 +31,7 @@ class Defense:
 
     attack_loss: LossFn = staticmethod(cross_entropy)
     start_std: float | None = None  # None: uniform random start in the ball
+    random_start: bool = True  # False: PGD starts at x (deterministic attacks)
 
     def attack_target(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """What `attack_loss` compares the adversarial logits with: the labels (TRADES: clean probabilities)."""
@@ -39,8 +40,10 @@ class Defense:
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, strategy: Strategy) -> Tensor:
         """The inner maximization on this defense's attack loss: per-sample PGD, or the strategy's search."""
         target = self.attack_target(model, x, y)
-        attack = strategy.search or pgd
-        return attack(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std)
+        if strategy.search is not None:
+            return strategy.search(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std)
+        return pgd(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std,
+                   random_start=self.random_start)
 
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
              strategy: Strategy) -> tuple[Tensor, Tensor]:

@@ -14,12 +14,15 @@ from .base import Defense, register_defense
 
 @register_defense
 class PGDAT(Defense):
-    """min_w CE(f_w(x_adv), y); `label_smoothing` > 0 as in the LAS-AT code's training loss."""
+    """min_w CE(f_w(x_adv), y); `label_smoothing` > 0 as in the LAS-AT code's training loss.
 
-    def __init__(self, label_smoothing: float = 0.0):
+    `random_start=False` starts PGD at x instead of a uniform point of the ball (a deterministic attack).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, random_start: bool = True):
         if not 0.0 <= label_smoothing < 1.0:
             raise InvalidValueError(f"label_smoothing={label_smoothing!r}; expected 0 <= value < 1")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing, self.random_start = float(label_smoothing), bool(random_start)
 
     def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
              strategy: Strategy) -> tuple[Tensor, Tensor]:
@@ -28,4 +31,4 @@ class PGDAT(Defense):
         return loss, logits
 
     def config(self) -> dict[str, Any]:
-        return {"label_smoothing": self.label_smoothing}
+        return {"label_smoothing": self.label_smoothing, "random_start": self.random_start}

@@ -72,6 +72,7 @@ class AttackPolicy:
         stats = getattr(self, "_stats", None)
         if stats is None:
             return {}
+        stats.all_reduce()  # data parallel: every rank's strategies
         summary = stats.summary()
         stats.reset()
         return summary
@@ -81,6 +82,13 @@ class AttackPolicy:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def local_state_dict(self) -> dict[str, Any]:
+        """State that differs between data-parallel ranks (a policy's own random generator); saved per rank."""
+        return {}
+
+    def load_local_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
     def config(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
 from ..errors import InvalidValueError
 from ..strategy import Strategy, check_eps
 from .base import AttackPolicy, register_policy
@@ -98,7 +99,7 @@ class CyclicEntropyECAS(AttackPolicy):
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+            self._gen = torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * distributed.get_rank())
             if self._gen_state is not None and self._gen_state.numel() == self._gen.get_state().numel():
                 self._gen.set_state(self._gen_state)
             self._gen_state = None
@@ -130,11 +131,18 @@ class CyclicEntropyECAS(AttackPolicy):
                         steps=torch.full((n,), self.steps, dtype=torch.long), extras={"adjusted": adjusted})
 
     def state_dict(self) -> dict[str, Any]:
-        rng = self._gen.get_state() if self._gen is not None else self._gen_state
-        return {"batches": self.batches, "base_eps": self.base_eps, "rng": rng}
+        return {"batches": self.batches, "base_eps": self.base_eps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches, self.base_eps = int(state["batches"]), float(state["base_eps"])
+        if "rng" in state:  # checkpoints written before per-rank states
+            self.load_local_state_dict({"rng": state["rng"]})
+
+    def local_state_dict(self) -> dict[str, Any]:
+        """The routing generator: each data-parallel rank draws its own."""
+        return {"rng": self._gen.get_state() if self._gen is not None else self._gen_state}
+
+    def load_local_state_dict(self, state: dict[str, Any]) -> None:
         self._gen, self._gen_state = None, state.get("rng")
 
     def config(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .. import distributed
 from ..attacks.pgd import cross_entropy, pgd
 from ..errors import InvalidValueError
 from ..strategy import Strategy, check_eps
@@ -92,6 +93,7 @@ class LearnedLAS(AttackPolicy):
                                 **self.backbone_kwargs)
         device = next(model.parameters()).device
         self.net = StrategyNet(backbone, self.hidden, sizes).to(device)
+        distributed.broadcast_module(self.net)  # data parallel: one strategy network, identical on every rank
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
         self.options = {"eps": torch.tensor(self.eps_options, device=device),
                         "step_size": torch.tensor(self.step_options, device=device),
@@ -140,10 +142,15 @@ class LearnedLAS(AttackPolicy):
         if self._log_prob is None:
             return
         reward = self.reward(feedback).detach()
-        if self.baseline:
-            reward = reward - reward.mean()
+        if self.baseline:  # the mean reward of the global batch
+            total = distributed.all_reduce_sum_(torch.stack([reward.sum(), torch.tensor(float(len(reward)),
+                                                                                          device=reward.device)]))
+            reward = reward - total[0] / total[1]
         self.optimizer.zero_grad(set_to_none=True)
         (-(reward * self._log_prob).mean()).backward()  # minimizing −J is ascent on J
+        # data parallel: the gradient of every rank's rewards, and the same BatchNorm statistics everywhere
+        distributed.all_reduce_mean_([p.grad for p in self.net.parameters() if p.grad is not None]
+                                     + [b for b in self.net.buffers() if b.is_floating_point()])
         self.optimizer.step()
         self._log_prob = None
 

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..strategy import Strategy
 
 BINS = 65  # eps and step size in units of 1/255, steps: 0..64 (larger values land in the last bin)
@@ -36,6 +37,25 @@ class StrategyStats:
         for name, values in strategy.extras.items():
             self._add(self.sums, name, values.detach().float().sum())
         self.n += len(strategy)
+
+    def all_reduce(self) -> None:
+        """Sum every rank's histograms, sums and count (data-parallel runs; one collective per epoch)."""
+        if not distributed.is_enabled():
+            return
+        keys = distributed.all_gather_object((sorted(self.hist), sorted(self.sums)))
+        hist_keys = sorted({k for h, _ in keys for k in h})
+        sum_keys = sorted({k for _, s in keys for k in s})
+        device = distributed.comm_device()
+        flat = torch.cat([*(self.hist.get(k, torch.zeros(BINS, dtype=torch.long)).to(device, torch.float64)
+                            for k in hist_keys),
+                          torch.stack([self.sums.get(k, torch.zeros(())).to(device, torch.float64) for k in sum_keys]
+                                      + [torch.tensor(float(self.n), dtype=torch.float64, device=device)])])
+        distributed.all_reduce_sum_(flat)
+        for i, k in enumerate(hist_keys):
+            self.hist[k] = flat[i * BINS:(i + 1) * BINS].round().long()
+        tail = flat[len(hist_keys) * BINS:]
+        self.sums = {k: tail[i] for i, k in enumerate(sum_keys)}
+        self.n = int(tail[-1].item())
 
     def summary(self) -> dict[str, Any]:
         """JSON-able: `n`, `mean` per parameter and extra, `hist` as {bin: count} for non-empty bins."""
