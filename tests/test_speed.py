@@ -5,7 +5,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustzoo import PGDAT, Fixed, Piecewise, Recipe, Trainer, load_model
+from test_trainer import _recipe as trainer_recipe
+
+from robustzoo import Fixed, Trainer, load_model
 from robustzoo.benchmark import Throughput, measure
 from robustzoo.cli import main
 from robustzoo.errors import InvalidValueError
@@ -13,11 +15,7 @@ from robustzoo.trainer import resolve_amp
 
 
 def _recipe(**kw):
-    base = dict(name="t", model="cifar_small_cnn", model_kwargs={"width": 8}, dataset="digits", val_size=64,
-                policy=Fixed(eps=32 / 255, step_size=8 / 255, steps=3), defense=PGDAT(), eps=32 / 255,
-                epochs=1, batch_size=64, lr=0.05, schedule=Piecewise((0.5,)), val_steps=2)
-    base.update(kw)
-    return Recipe(**base)
+    return trainer_recipe(**{"epochs": 1, "val_steps": 2, **kw})
 
 
 def test_amp_auto_is_bf16_where_supported_fp16_on_older_gpus_and_fp32_on_the_cpu(monkeypatch):
