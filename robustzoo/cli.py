@@ -172,7 +172,7 @@ def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
 
 
 @main.command()
-@click.argument("source", metavar="RUN|ZOO_NAME|REPO_ID")
+@click.argument("source", metavar="RUN|ZOO_NAME|REPO_ID", required=False)
 @click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
               help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
 @click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the model's threat model).")
@@ -183,6 +183,12 @@ def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
               show_default=True, help="AutoAttack version.")
 @click.option("--aa-attacks", help="Custom AutoAttack list, e.g. apgd-ce,apgd-t (sets version custom).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--randomized", is_flag=True, help="Accept a randomized model (AutoAttack's rand version, EOT).")
+@click.option("--sanity/--no-sanity", default=None,
+              help="Gradient-masking checks on --sanity-n images (default: on when aa runs).")
+@click.option("--sanity-n", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images per step saved to the resume state (AutoAttack attacks a chunk at once).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--revision", help="Hub revision (branch, tag or commit) of a zoo name or repo id.")
@@ -190,66 +196,44 @@ def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
               help="Fill the robustness card (RUN/card.md; <repo>.card.md beside --out for Hub models).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Result JSON (default: eval.json beside a run's weights, ./<repo>.eval.json for Hub models).")
-def evaluate(source: str, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
-             aa_version: str, aa_attacks: str | None, seed: int, data_dir: Path | None, device: str,
-             revision: str | None, fill_card: bool, out: Path | None) -> None:
+@click.option("--compare", nargs=2, type=click.Path(path_type=Path), metavar="A.json B.json",
+              help="Print which images changed outcome between two result files (no evaluation).")
+@click.option("--reproduce", type=click.Path(path_type=Path), metavar="RESULT.json",
+              help="Re-run the evaluation RESULT.json records; exit 1 unless the numbers are identical.")
+def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
+             aa_version: str, aa_attacks: str | None, seed: int, randomized: bool, sanity: bool | None,
+             sanity_n: int, chunk_size: int, data_dir: Path | None, device: str, revision: str | None, fill_card: bool,
+             out: Path | None, compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
     """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON.
 
-    Under `torchrun --nproc-per-node N -m robustzoo evaluate ...` each process attacks a share of the
-    images; rank 0 prints and writes the summed result.
+    The JSON keeps every image's outcome under every attack, the worst case over attacks, the guards'
+    notes, gradient-masking flags and what reproduces it. Under `torchrun --nproc-per-node N -m robustzoo
+    evaluate ...` each process attacks a share of the images; rank 0 prints and writes the result.
     """
-    from . import distributed
+    from . import cli_eval, distributed
     from .attacks import check_attack, check_autoattack
     from .trainer import resolve_device
 
+    if compare:
+        return cli_eval.print_comparison(*compare)
+    if reproduce:
+        sys.exit(0 if cli_eval.reproduce(reproduce, data_dir=data_dir, device=device) else 1)
+    if not source:
+        raise InvalidValueError("evaluate needs RUN|ZOO_NAME|REPO_ID (or --compare A.json B.json, --reproduce R.json)")
     names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
     aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
     check_autoattack(aa_version, aa_list)
+    options = {"attacks": names, "eps": eps, "n": n, "batch_size": batch_size, "seed": seed,
+               "aa_version": aa_version, "aa_attacks": aa_list, "randomized": randomized, "sanity": sanity,
+               "sanity_n": sanity_n, "chunk_size": chunk_size}
     dist, rank_device = distributed.setup(resolve_device(device))  # under torchrun: each rank a shard
     try:
-        _evaluate(source, names, aa_list, eps, n, batch_size, aa_version, seed, data_dir, str(rank_device),
-                  revision, fill_card, out, dist.is_main)
+        cli_eval.run(source, options, data_dir=data_dir, device=str(rank_device), revision=revision,
+                     fill_card=fill_card, out=out, main_rank=dist.is_main)
     finally:
         distributed.cleanup()
-
-
-def _evaluate(source: str, names: list[str], aa_list: list[str] | None, eps: float | None, n: int | None,
-              batch_size: int, aa_version: str, seed: int, data_dir: Path | None, device: str,
-              revision: str | None, fill_card: bool, out: Path | None, main_rank: bool) -> None:
-    from .checkpoint import write_json
-    from .data import load_data
-    from .robustness import evaluate as evaluate_model
-    from .strategy import check_eps
-    from .zoo import load
-
-    model = load(source, revision, device=device)  # a local run, a zoo name or a Hub repo
-    run = model.run_info
-    local = "source" not in run  # only models from the Hub record where they came from
-    eps = check_eps(eps if eps is not None else run.get("threat_model", {}).get("eps", 8 / 255))
-    ds = run.get("dataset", {})
-    if not ds.get("name"):
-        raise InvalidValueError(f"{source} does not record its dataset; expected a robustzoo model")
-    data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
-                     seed=ds.get("seed", 0))
-    result = evaluate_model(model, data.test, names, eps=eps, n=n, batch_size=batch_size, seed=seed,
-                            aa_version=aa_version, aa_attacks=aa_list)
-    if not main_rank:
-        return
-    console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, L∞ eps={eps * 255:.2f}/255"))
-    path = Path(source).expanduser()
-    folder = (path if path.is_dir() else path.parent) if local else Path(".")
-    stem = "" if local else run["source"]["repo_id"].replace("/", "--") + "."
-    out = out or folder / f"{stem}eval.json"
-    write_json(out, {"source": source, "dataset": ds["name"], "split": "test", **result.to_dict()})
-    console.print(f"results written to {out}")
-    if fill_card:
-        from .zoo.evaluation import fill_card as fill
-
-        card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
-        fill(model, source, card_path, result.results, eps=eps, n=result.n, batch_size=batch_size, seed=seed)
-        console.print(f"card updated: {card_path}")
 
 
 @main.command()

@@ -48,3 +48,7 @@ class HubError(RobustzooError):
 
 class IntegrityError(CheckpointError):
     """Weights do not match the sha256 their card records."""
+
+
+class EvaluationError(RobustzooError):
+    """An evaluation whose result cannot be trusted (invalid adversarial images, a mismatched state file)."""

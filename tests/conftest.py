@@ -51,3 +51,20 @@ def cifar10_tree(tmp_path_factory):
     with tarfile.open(archive) as tar:
         tar.extractall(root, filter="data")
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_linear():
+    """A linear classifier on the digits (trained here in a second): accurate, and not robust at all."""
+    from robustzoo.data import load_data
+
+    torch.manual_seed(0)
+    data = load_data("digits", val_size=0)
+    x, y = data.train.x.float() / 255, data.train.y
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), data

@@ -157,4 +157,5 @@ def test_torchrun_evaluate_splits_the_images_and_sums_the_counts(tmp_path, digit
     a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("one", "two"))
     assert a["n"] == b["n"] == 100 and a["indices"] == b["indices"]
     assert a["accuracy"]["clean"] == b["accuracy"]["clean"]  # deterministic: exactly the same count
+    assert a["outcomes"]["clean"] == b["outcomes"]["clean"]  # per image, gathered from both ranks in order
     assert abs(a["accuracy"]["pgd10"] - b["accuracy"]["pgd10"]) <= 0.06  # other random starts per image

@@ -3,10 +3,9 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 import robustzoo
-from robustzoo import RobustnessResult, evaluate, load_data
+from robustzoo import RobustnessResult, evaluate
 from robustzoo.errors import InvalidValueError
 from robustzoo.robustness import balanced_order
 
@@ -17,21 +16,6 @@ def test_balanced_order_interleaves_classes_and_keeps_their_own_order():
     sorted_by_class = torch.arange(10).repeat_interleave(100)  # like the shared CIFAR-10 tree
     first = sorted_by_class[balanced_order(sorted_by_class)[:95]]
     assert first.bincount().tolist() == [10] * 5 + [9] * 5
-
-
-@pytest.fixture(scope="module")
-def digits_linear():
-    """A linear classifier on the digits (trained here in a second): accurate, and not robust at all."""
-    torch.manual_seed(0)
-    data = load_data("digits", val_size=0)
-    x, y = data.train.x.float() / 255, data.train.y
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), data
 
 
 def test_clean_accuracy_equals_a_direct_computation_and_pgd_breaks_a_non_robust_model(digits_linear):

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidValueError, UnknownNameError
+from ..errors import EvaluationError, InvalidValueError, UnknownNameError
 from ..strategy import Strategy, check_eps
 from .pgd import cross_entropy, cw_margin, pgd
 
@@ -41,6 +41,35 @@ class AttackResult:
     settings: dict
 
 
+def white_box(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float,
+              generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+    """x_adv of one batch under a white-box attack (`clean` returns x), and the attack's settings."""
+    if attack == "clean":
+        return x, {}
+    if attack == "fgsm":
+        steps, step, loss, start = 1, eps, cross_entropy, False
+    elif attack == "cw":
+        steps, step, loss, start = CW_STEPS, eps / 4, cw_margin, True
+    else:
+        steps, step, loss, start = int(attack[3:]), eps / 4, cross_entropy, True
+    settings = {"steps": steps, "step_size": step, "loss": loss.__name__, "random_start": start}
+    strategy = Strategy.uniform(len(x), eps, step, steps, x.device)
+    return pgd(model, x, y, strategy, loss=loss, random_start=start, generator=generator), settings
+
+
+def check_adversarial(x: Tensor, x_adv: Tensor, eps: float, attack: str, tol: float = 1e-6) -> None:
+    """Refuse adversarial images outside the eps-ball around x or outside [0, 1]."""
+    if x_adv.shape != x.shape:
+        raise EvaluationError(f"attack {attack!r} returned images of shape {tuple(x_adv.shape)}, "
+                              f"expected {tuple(x.shape)}")
+    distance = (x_adv - x).abs().amax().item() if len(x) else 0.0
+    low, high = (x_adv.amin().item(), x_adv.amax().item()) if len(x) else (0.0, 1.0)
+    if distance > eps + tol or low < -tol or high > 1 + tol or x_adv.isnan().any():
+        raise EvaluationError(f"attack {attack!r} returned invalid images: max |x_adv - x| = {distance:.6g} "
+                              f"(eps {eps:.6g}), values in [{low:.6g}, {high:.6g}] (expected [0, 1]); "
+                              f"its result is refused")
+
+
 def _batched_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float,
                     batch_size: int, generator: torch.Generator) -> tuple[int, dict]:
     """Correct predictions under a white-box attack, batch by batch, on the model's device."""
@@ -49,16 +78,7 @@ def _batched_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: fl
     settings: dict = {}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        if attack != "clean":
-            if attack == "fgsm":
-                steps, step, loss, start = 1, eps, cross_entropy, False
-            elif attack == "cw":
-                steps, step, loss, start = CW_STEPS, eps / 4, cw_margin, True
-            else:
-                steps, step, loss, start = int(attack[3:]), eps / 4, cross_entropy, True
-            settings = {"steps": steps, "step_size": step, "loss": loss.__name__, "random_start": start}
-            strategy = Strategy.uniform(len(xb), eps, step, steps, device)
-            xb = pgd(model, xb, yb, strategy, loss=loss, random_start=start, generator=generator)
+        xb, settings = white_box(model, xb, yb, attack, eps, generator)
         with torch.no_grad():
             correct += (model(xb).argmax(1) == yb).sum()
     return int(correct), settings
@@ -76,8 +96,19 @@ def check_autoattack(version: str = "standard", attacks: Sequence[str] | None = 
 
 
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: str = "standard",
-               attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0) -> Tensor:
-    """Run AutoAttack (`pyautoattack`) and return x_adv; `attacks` switches to the custom version."""
+               attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0,
+               num_classes: int | None = None) -> Tensor:
+    """Run AutoAttack (`pyautoattack`) and return x_adv; `attacks` switches to the custom version.
+
+    With `num_classes`, the attack list is first fitted to it (`fit_autoattack`)."""
+    return autoattack_run(model, x, y, eps, version=version, attacks=attacks, batch_size=batch_size, seed=seed,
+                          num_classes=num_classes)[0]
+
+
+def autoattack_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: str = "standard",
+                   attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0,
+                   num_classes: int | None = None) -> tuple[Tensor, Tensor, dict]:
+    """AutoAttack's x_adv, the labels it predicted on them, and what ran (attacks, targets, changes)."""
     from pyautoattack import AutoAttack
 
     version = check_autoattack(version, attacks)
@@ -85,9 +116,37 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: s
     adversary = AutoAttack(model, attacks=list(attacks) if attacks else None, device=device, eps=eps,
                            norm="Linf", seed=seed, version=version)
     adversary.verbose = False
-    x_adv, _ = adversary.run_standard_evaluation(x.to(device).contiguous(), y.to(device).contiguous(),
-                                                 batch_size=batch_size)
-    return x_adv
+    changes = fit_autoattack(adversary, num_classes) if num_classes else []
+    x_adv, y_adv = adversary.run_standard_evaluation(x.to(device).contiguous(), y.to(device).contiguous(),
+                                                     batch_size=batch_size)
+    ran = {"version": version, "attacks": list(adversary.attacks_to_run), "seed": seed,
+           "target_classes": {"apgd-t": adversary.apgd_targeted.n_target_classes,
+                              "fab-t": adversary.fab.n_target_classes}, "changes": changes}
+    return x_adv, y_adv, ran
+
+
+def fit_autoattack(adversary: object, num_classes: int) -> list[str]:
+    """Fit an AutoAttack's attacks to a `num_classes` task; returns what was changed, and why.
+
+    Targeted attacks get at most C − 1 target classes. Below 4 classes APGD-T is skipped (its targeted DLR
+    loss needs 4, and pyautoattack allows no other), below 3 APGD-DLR too (DLR needs 3): APGD-CE stays the
+    gradient attack, FAB-T the targeted one."""
+    changes, run = [], list(adversary.attacks_to_run)
+    targets = max(1, min(9, num_classes - 1))
+    for name, attack in (("apgd-t", adversary.apgd_targeted), ("fab-t", adversary.fab)):
+        if name in run and attack.n_target_classes > targets:
+            changes.append(f"{name}: {targets} target classes instead of {attack.n_target_classes} "
+                           f"({num_classes} classes)")
+            attack.n_target_classes = targets
+    for name, needs in (("apgd-t", 4), ("apgd-dlr", 3)):
+        if num_classes < needs and name in run:
+            run.remove(name)
+            changes.append(f"{name} skipped: its DLR loss needs at least {needs} classes ({num_classes} here)")
+    if changes and not any(a in run for a in ("apgd-ce", "apgd-t", "apgd-dlr")):
+        run.insert(0, "apgd-ce")
+        changes.append("apgd-ce added: no gradient attack was left")
+    adversary.attacks_to_run = run
+    return changes
 
 
 def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *, eps: float = 8 / 255,

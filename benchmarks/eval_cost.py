@@ -1,0 +1,97 @@
+"""Evaluation cost: what `robustzoo.evaluate`'s guards, checks and per-image bookkeeping (and its state
+file) add to an AutoAttack run, and what the gradient-masking sanity checks cost, on real CIFAR-10.
+
+A small CNN is first adversarially trained for a few minutes (so that AutoAttack has robust images to
+work on), then, on the first `--n` class-balanced test images, interleaved rounds time:
+  direct   pyautoattack's `run_standard_evaluation` on the images (the baseline),
+  ours     `robustzoo.evaluate(model, data, ("aa",), sanity=False, state_path=...)`,
+  sanity   `robustzoo.masking.sanity_checks` on the first `--sanity-n` images.
+Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct.
+Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustzoo import PGDAT, Fixed, Recipe, Trainer, evaluate, load_data
+from robustzoo.masking import sanity_checks
+from robustzoo.robustness import balanced_order
+
+from _timing import header
+from cifar10_cpu import ARCHIVE, ROOT, unpack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--sanity-n", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--train-subset", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run: n 100, 1 round, 1 epoch on 2,000 images")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.sanity_n, args.rounds, args.train_subset, args.epochs = 100, 50, 1, 2000, 1
+    torch.set_num_threads(args.threads)
+    tree = unpack(ARCHIVE, ROOT / "benchmarks" / ".cache" / "cifar10-jpeg")
+    data = load_data("cifar10", tree, val_size=0, train_subset=args.train_subset, seed=0)
+    recipe = Recipe(name="eval-cost", model="cifar_small_cnn", model_kwargs={"width": 16}, dataset="cifar10",
+                    policy=Fixed(eps=8 / 255, step_size=2 / 255, steps=5), defense=PGDAT(), epochs=args.epochs,
+                    batch_size=128, lr=0.05, val_size=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        trainer = Trainer(recipe, Path(tmp) / "run", data=data, device="cpu", progress=False)
+        trainer.fit()
+        model = trainer.model.eval()
+        print(f"# trained {args.epochs} epochs on {args.train_subset} images in {time.perf_counter() - start:.0f} s")
+        idx = balanced_order(data.test.y)[:args.n]
+        x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
+
+        def direct() -> float:
+            from pyautoattack import AutoAttack
+
+            adversary = AutoAttack(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
+            adversary.verbose = False
+            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=args.batch_size)
+            with torch.no_grad():
+                return (model(x_adv).argmax(1) == y).float().mean().item()
+
+        def ours() -> float:
+            state = Path(tmp) / f"state-{time.perf_counter_ns()}.json"
+            result = evaluate(model, data.test, ("aa",), eps=8 / 255, n=args.n, batch_size=args.batch_size,
+                              seed=0, sanity=False, state_path=state)
+            return result.accuracy["aa"]
+
+        def sanity() -> float:
+            sub = idx[:args.sanity_n]
+            flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], 8 / 255,
+                                           batch_size=args.batch_size, seed=0)
+            print(f"# sanity numbers: {numbers}; flags: {[f.name for f in flags]}")
+            return numbers["pgd20"]
+
+        print(header("eval_cost", torch.device("cpu"), n=args.n, sanity_n=args.sanity_n,
+                     batch_size=args.batch_size, rounds=args.rounds))
+        times: dict[str, list[float]] = {"direct": [], "ours": [], "sanity": []}
+        for r in range(args.rounds):
+            for name, fn in (("direct", direct), ("ours", ours), ("sanity", sanity)):
+                begun = time.perf_counter()
+                value = fn()
+                times[name].append(time.perf_counter() - begun)
+                print(f"round {r + 1} {name}: {times[name][-1]:.1f} s (accuracy {value:.3f})", flush=True)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| n | direct AutoAttack s | robustzoo.evaluate s | overhead | sanity ({args.sanity_n} images) s "
+              f"| sanity / direct |\n|---:|---:|---:|---:|---:|---:|\n| {args.n} | {med['direct']:.1f} | "
+              f"{med['ours']:.1f} | {med['ours'] / med['direct'] - 1:+.1%} | {med['sanity']:.1f} | "
+              f"{med['sanity'] / med['direct']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
