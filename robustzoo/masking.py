@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.evaluation import white_box
+from .attacks.evaluation import attack_outcomes
 
 BIG_EPS = 64 / 255
 SQUARE_QUERIES = 1000
@@ -31,14 +31,9 @@ class Flag:
 
 def _accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, batch_size: int,
               seed: int) -> Tensor:
-    """Per-image correctness under a white-box attack (bool, on the CPU)."""
+    """Per-image correctness under a white-box attack (bool, on the CPU), random starts from `seed`."""
     generator = torch.Generator(x.device).manual_seed(seed)
-    out = []
-    for i in range(0, len(x), batch_size):
-        x_adv, _ = white_box(model, x[i:i + batch_size], y[i:i + batch_size], attack, eps, generator)
-        with torch.no_grad():
-            out.append((model(x_adv).argmax(1) == y[i:i + batch_size]).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    return attack_outcomes(model, x, y, attack, eps, batch_size, generator)[0].cpu()
 
 
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:

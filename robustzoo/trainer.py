@@ -215,8 +215,8 @@ class Trainer:
         if len(self.loader) == 0:
             raise InvalidValueError(f"{len(self.data.train)} training images make no full batch of "
                                     f"{recipe.batch_size}; expected at least batch_size images")
-        totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, correct, eps, steps: on the device
-        host_steps = torch.zeros((), dtype=torch.float64)  # policies whose step counts live on the host (Fixed)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, eps: on the device
+        step_sums: dict[torch.device, torch.Tensor] = {}  # summed where the policy keeps them (Fixed: host)
         n = 0
         with self._progress(epoch) as update:
             for i, (x, y) in enumerate(self.loader):
@@ -234,18 +234,17 @@ class Trainer:
                 recipe.policy.record(strategy)
                 self.step += 1
                 with torch.no_grad():  # no host-device sync: each count is summed where it lives
-                    steps = strategy.steps.sum()
-                    if steps.device == host_steps.device and device != host_steps.device:
-                        host_steps += steps
-                        steps = torch.zeros((), device=device)
                     totals += torch.stack([loss.detach().sum(), (logits.argmax(1) == y).sum(),
-                                           strategy.eps.to(device).sum(), steps.to(device)]).double()
+                                           strategy.eps.to(device).sum()]).double()
+                    steps = strategy.steps.sum()
+                    step_sums[steps.device] = step_sums[steps.device] + steps if steps.device in step_sums else steps
                 n += len(y)
-                update(i + 1, len(self.loader), totals, n, host_steps)
-        counts = torch.cat([totals, torch.tensor([n, float(host_steps)], dtype=torch.float64, device=device)])
-        loss, correct, eps, steps, n, more_steps = distributed.all_reduce_sum_(counts).tolist()  # all ranks
+                update(i + 1, len(self.loader), totals, n, step_sums)
+        steps = sum(float(v) for v in step_sums.values())
+        counts = torch.cat([totals, torch.tensor([n, steps], dtype=torch.float64, device=device)])
+        loss, correct, eps, n, steps = distributed.all_reduce_sum_(counts).tolist()  # all ranks
         return {"train_loss": loss / n, "train_robust_acc": correct / n, "mean_eps": eps / n,
-                "mean_steps": (steps + more_steps) / n, "strategy": recipe.policy.epoch_stats()}
+                "mean_steps": steps / n, "strategy": recipe.policy.epoch_stats()}
 
     def validate(self) -> dict[str, float]:
         """Clean and PGD-K accuracy on the held-out split (the early-stopping signal of Rice et al.)."""
@@ -329,13 +328,14 @@ class Trainer:
                       TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), transient=False) as bar:
             task = bar.add_task("train", total=len(self.loader), stats="")
 
-            def update(i: int, total: int, totals: torch.Tensor, n: int, steps: torch.Tensor) -> None:
+            def update(i: int, total: int, totals: torch.Tensor, n: int,
+                       step_sums: dict[torch.device, torch.Tensor]) -> None:
                 if i % every and i != total:
                     return
-                loss, correct, eps, device_steps = totals.tolist()
-                steps_ = device_steps + float(steps)
+                loss, correct, eps = totals.tolist()
+                steps = sum(float(v) for v in step_sums.values())
                 bar.update(task, completed=i, stats=f"loss {loss / n:.3f} acc {correct / n:.3f} "
-                                                    f"eps {eps / n * 255:.1f}/255 steps {steps_ / n:.1f}")
+                                                    f"eps {eps / n * 255:.1f}/255 steps {steps / n:.1f}")
             yield update
 
 

@@ -70,18 +70,17 @@ def check_adversarial(x: Tensor, x_adv: Tensor, eps: float, attack: str, tol: fl
                               f"its result is refused")
 
 
-def _batched_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float,
-                    batch_size: int, generator: torch.Generator) -> tuple[int, dict]:
-    """Correct predictions under a white-box attack, batch by batch, on the model's device."""
+def attack_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, batch_size: int,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+    """Per-image correctness (bool, on the model's device) under a white-box attack, batch by batch."""
     device = next(model.parameters()).device
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    settings: dict = {}
+    correct, settings = [], {}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         xb, settings = white_box(model, xb, yb, attack, eps, generator)
         with torch.no_grad():
-            correct += (model(xb).argmax(1) == yb).sum()
-    return int(correct), settings
+            correct.append(model(xb).argmax(1) == yb)
+    return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool, device=device)), settings
 
 
 def check_autoattack(version: str = "standard", attacks: Sequence[str] | None = None) -> str:
@@ -169,11 +168,12 @@ def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], 
             if name == "aa":
                 x_adv = autoattack(model, x, y, eps, version=aa_version, attacks=aa_attacks,
                                    batch_size=batch_size, seed=seed)
-                correct, _ = _batched_attack(model, x_adv, y, "clean", eps, batch_size, generator)
+                correct = int(attack_outcomes(model, x_adv, y, "clean", eps, batch_size)[0].sum())
                 settings = {"version": "custom" if aa_attacks else aa_version,
                             "attacks": list(aa_attacks) if aa_attacks else None, "seed": seed}
             else:
-                correct, settings = _batched_attack(model, x, y, name, eps, batch_size, generator)
+                outcomes, settings = attack_outcomes(model, x, y, name, eps, batch_size, generator)
+                correct = int(outcomes.sum())
             results.append(AttackResult(name, correct / max(len(x), 1), len(x),
                                         time.perf_counter() - start, settings))
     finally:
