@@ -26,10 +26,11 @@ from _timing import header
 POLICIES = {
     "Fixed": lambda: Fixed(),  # PGD-10, 8/255, 2/255
     "LearnedLAS": lambda: create_policy("LearnedLAS", update_every=40),
+    "LearnedLAS(k=1)": lambda: create_policy("LearnedLAS", update_every=1),  # a REINFORCE update every step
     "CyclicEntropyECAS": lambda: create_policy("CyclicEntropyECAS"),
     "LossConstrainedSAAT": lambda: create_policy("LossConstrainedSAAT", rho=2.5, eps_max=8 / 255),
 }
-DEFENSES = {"PGDAT": PGDAT, "TRADES": TRADES, "AWP(PGDAT)": lambda: AWP(PGDAT())}
+DEFENSES = {"PGDAT": PGDAT, "TRADES": TRADES, "AWP(PGDAT)": lambda: AWP(PGDAT()), "AWP(TRADES)": lambda: AWP(TRADES())}
 
 
 def synthetic_cifar(n: int, seed: int = 0) -> Data:

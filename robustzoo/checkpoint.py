@@ -118,6 +118,11 @@ def rng_state() -> dict[str, Tensor]:
 
 def set_rng_state(state: dict[str, Tensor]) -> None:
     torch.set_rng_state(state["cpu"])
-    cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+    cuda = cuda_states(state)
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def cuda_states(state: dict[str, Tensor]) -> list[Tensor]:
+    """The per-device CUDA RNG states of `rng_state()` in device order (cuda2 before cuda10)."""
+    return [state[k] for k in sorted((k for k in state if k.startswith("cuda")), key=lambda k: int(k[4:]))]

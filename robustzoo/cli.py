@@ -189,6 +189,8 @@ def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
 @click.option("--sanity-n", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Images per step saved to the resume state (AutoAttack attacks a chunk at once).")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
+              help="Run the model passes under autocast (faster on GPUs; the result records it).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--revision", help="Hub revision (branch, tag or commit) of a zoo name or repo id.")
@@ -202,8 +204,8 @@ def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
               help="Re-run the evaluation RESULT.json records; exit 1 unless the numbers are identical.")
 def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
              aa_version: str, aa_attacks: str | None, seed: int, randomized: bool, sanity: bool | None,
-             sanity_n: int, chunk_size: int, data_dir: Path | None, device: str, revision: str | None, fill_card: bool,
-             out: Path | None, compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
+             sanity_n: int, chunk_size: int, amp: str, data_dir: Path | None, device: str, revision: str | None,
+             fill_card: bool, out: Path | None, compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
     """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON.
 
     The JSON keeps every image's outcome under every attack, the worst case over attacks, the guards'
@@ -227,7 +229,7 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n:
     check_autoattack(aa_version, aa_list)
     options = {"attacks": names, "eps": eps, "n": n, "batch_size": batch_size, "seed": seed,
                "aa_version": aa_version, "aa_attacks": aa_list, "randomized": randomized, "sanity": sanity,
-               "sanity_n": sanity_n, "chunk_size": chunk_size}
+               "sanity_n": sanity_n, "chunk_size": chunk_size, "amp": None if amp == "none" else amp}
     dist, rank_device = distributed.setup(resolve_device(device))  # under torchrun: each rank a shard
     try:
         cli_eval.run(source, options, data_dir=data_dir, device=str(rank_device), revision=revision,

@@ -99,6 +99,7 @@ def reproduce(path: Path, *, data_dir: Path | None, device: str) -> bool:
                                 f"`robustzoo evaluate` of this version")
     options = {k: record[k] for k in ("attacks", "eps", "batch_size", "seed", "aa_version", "aa_attacks",
                                       "randomized", "chunk_size")}
+    options["amp"] = record.get("amp")
     options.update(n=record["n"], sanity=record.get("sanity_requested"), sanity_n=record.get("sanity_n", 200))
     with tempfile.TemporaryDirectory() as tmp:
         again = run(record["source"], options, data_dir=data_dir, device=device, revision=record.get("revision"),

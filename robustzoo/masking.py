@@ -32,7 +32,7 @@ class Flag:
 def _accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, batch_size: int,
               seed: int) -> Tensor:
     """Per-image correctness under a white-box attack (bool, on the CPU), random starts from `seed`."""
-    generator = torch.Generator(x.device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same starts on any device
     return attack_outcomes(model, x, y, attack, eps, batch_size, generator)[0].cpu()
 
 

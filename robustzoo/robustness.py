@@ -19,6 +19,7 @@ from .data import Data, Split
 from .errors import EvaluationError, InvalidValueError
 from .guards import check_input_range, is_randomized
 from .masking import sanity_checks
+from .models.autocast import Autocast, amp_dtype
 from .strategy import check_eps
 
 
@@ -140,7 +141,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
              eps: float = 8 / 255, n: int | None = None, batch_size: int = 256, seed: int = 0,
              aa_version: str = "standard", aa_attacks: Sequence[str] | None = None, randomized: bool = False,
              sanity: bool | None = None, sanity_n: int = 200, chunk_size: int = 1000,
-             state_path: str | os.PathLike | None = None) -> RobustnessResult:
+             state_path: str | os.PathLike | None = None, amp: str | None = None) -> RobustnessResult:
     """Accuracy of `model` under each attack on the first `n` images of `data` in class-balanced order.
 
     The order interleaves the classes (`balanced_order`), so `n=1000` of a class-sorted test set takes 100
@@ -150,8 +151,13 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     and re-scored. Per-image outcomes are kept; `sanity` (default: on when `aa` runs) adds the masking
     checks on `sanity_n` images. With `state_path`, each finished chunk of `chunk_size` images is saved
     there and a restarted evaluation continues from it. Under torchrun each rank takes every world_size-th image.
+    `amp` ("bf16" / "fp16") runs every model pass under autocast (`Autocast`; fp32 logits), e.g. to make
+    AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran.
     """
     attacks = [check_attack(a) for a in attacks]
+    dtype = amp_dtype(amp)
+    if dtype is not None:
+        model = Autocast(model, dtype)
     eps = check_eps(eps)
     if n is not None and n < 1:
         raise InvalidValueError(f"n={n!r}; expected a positive number of images or None for all")
@@ -186,7 +192,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
             aa_version = "rand"
         options = {"attacks": attacks, "eps": eps, "n": len(order), "batch_size": batch_size, "seed": seed,
                    "aa_version": aa_version, "aa_attacks": list(aa_attacks) if aa_attacks else None,
-                   "randomized": randomized, "chunk_size": chunk_size}
+                   "randomized": randomized, "chunk_size": chunk_size, "amp": amp if dtype is not None else None}
         shard = order[distributed.get_rank()::distributed.get_world_size()]
         batches, settings = _attack_batches(model, x, y, shard, attacks, eps, batch_size, seed, aa_version,
                                             aa_attacks, num_classes, options, _rank_state(state_path), notes)
@@ -251,7 +257,7 @@ def _attack_batches(model: nn.Module, x: Tensor, y: Tensor, shard: Tensor, attac
             else:
                 parts, reported = [], None
                 for b in range(0, len(idx), batch_size):
-                    generator = torch.Generator(device).manual_seed(seed + 1_000_003 * ((begin + b) // batch_size))
+                    generator = torch.Generator().manual_seed(seed + 1_000_003 * ((begin + b) // batch_size))
                     x_b, settings[name] = white_box(model, xc[b:b + batch_size], yc[b:b + batch_size], name, eps,
                                                     generator)
                     parts.append(x_b)

@@ -17,12 +17,12 @@ from .checkpoint import (STATE_PREFIXES, atomic_write, flatten_state, load_check
 from .data import Data, Loader, load_data
 from .errors import CheckpointError, InvalidValueError
 from .models import build_model, create_model
+from .models.autocast import AMP_DTYPES
 from .defenses import Defense
 from .policies import AttackPolicy, Feedback
 from .recipe import Recipe
 from .strategy import Strategy
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
@@ -118,8 +118,9 @@ class Trainer:
         if sync_bn and recipe.attack_train_mode:
             raise InvalidValueError("sync_bn=True with attack_train_mode=True; per-sample attacks run a different "
                                     "number of passes on each rank, so their BatchNorm cannot synchronize")
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # a few batch shapes (active sets) recur all run long
+        if self.device.type == "cuda":  # a few batch shapes (active sets) recur all run long; benchmarking
+            # picks algorithms by timing, so a run with deterministic algorithms on keeps it off
+            torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
         self.recipe, self.out = recipe, Path(out_dir)
         self.progress = progress and self.dist.is_main
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None

@@ -1,6 +1,9 @@
 import os
 from pathlib import Path
 
+# cuBLAS is deterministic only with a fixed workspace, set before CUDA starts (tests/test_cuda.py's resume test)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 import pytest
 import torch
 from torch import nn

@@ -77,3 +77,30 @@ def test_bad_inputs(digits_linear):
         evaluate(model, "cifar10")
     with pytest.raises(InvalidValueError, match="3 images but 2 labels"):
         evaluate(model, (torch.rand(3, 1, 8, 8), torch.zeros(2, dtype=torch.long)))
+
+
+def test_amp_runs_the_model_under_autocast_and_is_recorded(digits_linear):
+    model, data = digits_linear
+    calls = []
+    hook = model[1].register_forward_hook(lambda m, i, o: calls.append(o.dtype))
+    try:
+        fp32 = evaluate(model, data.test, attacks=("clean", "pgd10"), eps=4 / 255, n=200, sanity=False)
+        assert set(calls) == {torch.float32}
+        calls.clear()
+        bf16 = evaluate(model, data.test, attacks=("clean", "pgd10"), eps=4 / 255, n=200, sanity=False, amp="bf16")
+    finally:
+        hook.remove()
+    assert set(calls) == {torch.bfloat16}  # every pass (guards, attack, re-scoring) ran under autocast
+    assert bf16.record["amp"] == "bf16" and fp32.record["amp"] is None
+    agree = sum(a == b for a, b in zip(bf16.outcomes["clean"], fp32.outcomes["clean"])) / 200
+    assert agree >= 0.97 and abs(bf16.accuracy["pgd10"] - fp32.accuracy["pgd10"]) <= 0.05
+    assert not model.training
+    with pytest.raises(InvalidValueError, match="amp='fp8'; expected none, bf16 or fp16"):
+        evaluate(model, data.test, n=10, amp="fp8")
+
+
+def test_cuda_rng_states_are_restored_in_device_order():
+    from robustzoo.checkpoint import cuda_states
+
+    state = {"cpu": torch.zeros(1), **{f"cuda{i}": torch.tensor([i]) for i in range(12)}}
+    assert [int(t) for t in cuda_states(state)] == list(range(12))  # cuda10 after cuda9, not after cuda1

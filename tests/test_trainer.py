@@ -36,24 +36,29 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("precision", [{}, dict(amp="bf16", channels_last=True)], ids=["fp32", "bf16+channels_last"])
+def crash_at(policy, call: int = 6):
+    """`policy`, made to raise Crash at its `call`-th batch (the default: epoch 2 of 4 steps, mid-way)."""
+    original, calls = policy.strategy, {"n": 0}
+
+    def strategy(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise Crash
+        return original(model, x, y)
+
+    policy.strategy = strategy
+    return policy
+
+
+@pytest.mark.parametrize("precision", [{}, dict(amp="bf16", channels_last=True), dict(amp="fp16")],
+                         ids=["fp32", "bf16+channels_last", "fp16"])  # fp16: the grad scaler's state resumes too
 @pytest.mark.parametrize("defense", [PGDAT, lambda: AWP(TRADES(), gamma=0.01, warmup=1)], ids=["PGDAT", "AWP(TRADES)"])
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_small, defense, precision):
     full = Trainer(_recipe(defense=defense()), tmp_path / "full", data=digits_small, progress=False, device="cpu",
                    **precision)
     full.fit()
 
-    policy = Fixed(eps=32 / 255, step_size=8 / 255, steps=3)
-    calls = {"n": 0}
-    original = policy.strategy
-
-    def crash_in_epoch_2(model, x, y):
-        calls["n"] += 1
-        if calls["n"] == 6:  # epoch 2 (4 steps an epoch), mid-way
-            raise Crash
-        return original(model, x, y)
-
-    policy.strategy = crash_in_epoch_2
+    policy = crash_at(Fixed(eps=32 / 255, step_size=8 / 255, steps=3))
     crashed = Trainer(_recipe(policy=policy, defense=defense()), tmp_path / "run", data=digits_small,
                       progress=False, device="cpu", **precision)
     with pytest.raises(Crash):
@@ -184,16 +189,7 @@ def test_resume_restores_learning_policies(tmp_path, digits_small, make_policy):
     """The strategy network, its optimizer and the policy's counters come back: bit-identical weights."""
     full = Trainer(_recipe(policy=make_policy()), tmp_path / "full", data=digits_small, progress=False, device="cpu")
     full.fit()
-    crashing = make_policy()
-    original, calls = crashing.strategy, {"n": 0}
-
-    def crash_in_epoch_2(model, x, y):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Crash
-        return original(model, x, y)
-
-    crashing.strategy = crash_in_epoch_2
+    crashing = crash_at(make_policy())
     with pytest.raises(Crash):
         Trainer(_recipe(policy=crashing), tmp_path / "run", data=digits_small, progress=False, device="cpu").fit()
     torch.manual_seed(999)

@@ -199,6 +199,12 @@ def test_reproduce_and_compare_result_files(tmp_path, digits_run):
     diff = robustness.compare(*(robustness.RobustnessResult.load(tmp_path / f) for f in ("a.json", "b.json")))
     assert diff["clean"]["lost"] == diff["clean"]["gained"] == []  # clean does not depend on eps
     assert len(diff["pgd10"]["lost"]) > 0 and diff["pgd10"]["a"] > diff["pgd10"]["b"]  # 48/255 breaks more
+    with_amp = runner.invoke(main, ["evaluate", str(digits_run), *common, "--eps", "2/255", "--amp", "bf16",
+                                    "--out", str(tmp_path / "amp.json")])
+    assert with_amp.exit_code == 0, with_amp.output
+    assert json.loads((tmp_path / "amp.json").read_text())["record"]["amp"] == "bf16"
+    again = runner.invoke(main, ["evaluate", "--reproduce", str(tmp_path / "amp.json")], terminal_width=200)
+    assert again.exit_code == 0 and "reproduced: identical" in again.output  # --reproduce re-runs it under bf16
     tampered = json.loads((tmp_path / "a.json").read_text())
     tampered["outcomes"]["pgd10"][0] = 1 - tampered["outcomes"]["pgd10"][0]
     (tmp_path / "t.json").write_text(json.dumps(tampered))

@@ -164,7 +164,7 @@ def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], 
     try:
         for name in attacks:
             start = time.perf_counter()
-            generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)  # on the CPU: the same starts on any device
             if name == "aa":
                 x_adv = autoattack(model, x, y, eps, version=aa_version, attacks=aa_attacks,
                                    batch_size=batch_size, seed=seed)

@@ -74,9 +74,9 @@ def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
         return x.clone()
     if random_start:  # inside each sample's own ball; samples with 0 steps stay clean
         if start_std is None:
-            noise = (2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1) * eps
+            noise = (2 * random_like(x, torch.rand, generator) - 1) * eps
         else:
-            noise = start_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = start_std * random_like(x, torch.randn, generator)
         if counts[0] < len(x):  # some samples have 0 steps
             noise = noise * to_device(steps > 0, x.device).to(x.dtype).view(shape)
         x_adv = torch.min(torch.max(x + noise, lo), hi)
@@ -95,6 +95,17 @@ def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
     if order is None:
         return x_adv
     return torch.empty_like(x_adv).index_copy_(0, order, x_adv)
+
+
+def random_like(x: Tensor, draw: Callable[..., Tensor], generator: torch.Generator | None) -> Tensor:
+    """`draw` (torch.rand / torch.randn) of x's shape and dtype, made by `generator` on its own device.
+
+    A CPU generator gives the same numbers whatever device `x` is on (evaluation's random starts are then
+    device-independent: the CPU and a GPU attack from the same points); without one, x's device draws.
+    """
+    device = generator.device if generator is not None else x.device
+    noise = draw(x.shape, generator=generator, device=device, dtype=x.dtype)
+    return noise if device == x.device else to_device(noise, x.device)
 
 
 def fp16_autocast(device: torch.device) -> bool:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidValueError
 from ..strategy import Strategy
-from .pgd import LossFn, cross_entropy, fp16_autocast, to_device
+from .pgd import LossFn, cross_entropy, fp16_autocast, random_like, to_device
 
 _TOL = 1e-6  # relative: a budget within this of ε_max is ε_max (k·τ rounding)
 
@@ -78,8 +78,8 @@ def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, l
     levels = _levels(eps_max, tau) if b and k_max else 0
     active = (~reached & (k_dev > 0) & (eps_max > 0)).nonzero().squeeze(1) if levels else x.new_zeros(0).long()
     if start_std is not None and active.numel():
-        noise = torch.randn((len(active),) + x.shape[1:], generator=generator, device=x.device, dtype=x.dtype)
-        x_adv.index_copy_(0, active, (x[active] + start_std * noise).clamp(0.0, 1.0))
+        start = x[active]
+        x_adv.index_copy_(0, active, (start + start_std * random_like(start, torch.randn, generator)).clamp(0.0, 1.0))
 
     for level in range(1, levels + 1):
         if active.numel() == 0:

@@ -102,7 +102,10 @@ class LearnedLAS(AttackPolicy):
 
     def distributions(self, x: Tensor) -> dict[str, torch.distributions.Categorical]:
         """p(a | x; θ): one categorical distribution per attack parameter."""
-        return {name: torch.distributions.Categorical(logits=logits.float()) for name, logits in self.net(x).items()}
+        # validate_args=False: torch.distributions' argument checks read a CUDA tensor on the host (a sync per
+        # head and per log_prob); the logits come from our own heads and are finite by construction
+        return {name: torch.distributions.Categorical(logits=logits.float(), validate_args=False)
+                for name, logits in self.net(x).items()}
 
     def strategy(self, model: nn.Module, x: Tensor, y: Tensor) -> Strategy:
         if self.net is None:
