@@ -76,7 +76,7 @@ def run_cell(policy: str, defense: str, data, args, runs: Path) -> dict:
                     schedule=Cosine(), val_size=args.val_size, eps=8 / 255, seed=0)
     out = runs / recipe.name
     trainer = Trainer(recipe, out, device="cpu", data=data, progress=False)
-    trainer.fit(resume=(out / "last.safetensors").is_file())
+    trainer.fit(resume=True)  # continues a cell a stopped run left (none yet: starts it)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     seen = sum(m["strategy"]["n"] for m in metrics)
     steps = sum(m["strategy"]["n"] * m["mean_steps"] for m in metrics) / seen

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .errors import CheckpointError
+from .errors import CheckpointError, WriteError
 
 META_KEY = "robustzoo"
 STATE_PREFIXES = ("optimizer", "scaler", "policy", "rng", "local")  # tensor names of a training state, not weights
@@ -33,14 +34,50 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the previous file is intact" if path.exists() else "nothing was written"
+        raise WriteError(f"could not write {path}: {e.strerror or e}; {kept}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (best effort: some filesystems cannot open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with every non-finite float (NaN, ±inf) as None: what strict JSON readers accept."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """JSON text of `obj` with no NaN/Infinity tokens (non-finite floats become null)."""
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write `obj` as indented JSON."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    text = dumps(obj, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def flatten_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
@@ -82,7 +119,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], meta: d
             v = v.clone()
         seen.add(v.untyped_storage().data_ptr())
         out[k] = v
-    atomic_write(path, lambda tmp: save_file(out, tmp, metadata={META_KEY: json.dumps(meta)}))
+    atomic_write(path, lambda tmp: save_file(out, tmp, metadata={META_KEY: dumps(meta)}))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:

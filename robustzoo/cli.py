@@ -25,9 +25,9 @@ class Group(click.Group):
         hub_logging.set_verbosity_error()  # its retry warnings would bury the one line we print on failure
         try:
             return super().invoke(ctx)
-        except RobustzooError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+        except RobustzooError as e:  # one line; the exit code says which kind (2: bad input, 3: diverged, ...)
+            click.echo(f"{e.label}: {e}", err=True)
+            sys.exit(e.exit_code)
 
 
 class Eps(click.ParamType):
@@ -54,7 +54,11 @@ def main() -> None:
 @click.argument("recipe_path", metavar="RECIPE.py", type=click.Path(path_type=Path))
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<recipe name>).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint (the same recipe; no checkpoint yet: start it).")
+@click.option("--overwrite", is_flag=True, help="Delete the run in --out and start over.")
+@click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="MINUTES", help="Also write an exact checkpoint inside an epoch this often (0: epoch ends only).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing (needs internet).")
 @click.option("--batch-size", type=click.IntRange(min=1),
@@ -78,12 +82,15 @@ def main() -> None:
 @click.option("--benchmark-steps", type=click.IntRange(min=1), default=10, show_default=True,
               help="Timed batches of --benchmark (after 2 warmup batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, data_dir: Path | None,
+def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, overwrite: bool,
+          checkpoint_every: float, data_dir: Path | None,
           download: bool, batch_size: int | None, model_name: str | None, train_subset: int | None,
           val_size: int | None, device: str, amp: str, channels_last: bool, compile_mode: str | None,
           sync_bn: bool, nproc: int | None, benchmark: bool, benchmark_steps: int, quiet: bool) -> None:
     """Train RECIPE.py (a Python file with a recipe() function).
 
+    A folder that holds a run is never replaced: --resume continues it, --overwrite starts over. SIGTERM or
+    SIGUSR1 saves an exact checkpoint and exits with code 75 (then --resume); a non-finite loss exits with 3.
     Data parallel: `--nproc N` on one machine, or `torchrun ... -m robustzoo train RECIPE.py` for
     several machines (see the README).
     """
@@ -101,12 +108,14 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
                             val_size=val_size, **changes,
                             data_dir=str(data_dir) if data_dir else None, download=download or None)
     out = out or Path("runs") / recipe.name
-    if resume and not (out / "last.safetensors").is_file():
-        raise InvalidValueError(f"--resume: no checkpoint {out / 'last.safetensors'}; expected a run folder")
+    if resume and overwrite:
+        raise InvalidValueError("--resume and --overwrite together; expected one of them")
+    if out.exists() and not out.is_dir():  # before loading any data (the trainer checks it all again)
+        raise InvalidValueError(f"--out {out} is a file; expected a folder for the run (a new or existing one)")
     try:
         trainer = Trainer(recipe, out, device=device, amp=amp, channels_last=channels_last,
                           compile=compile_mode or False, sync_bn=sync_bn, progress=not quiet and not benchmark,
-                          recipe_sha256=sha, recipe_path=recipe_path.as_posix())
+                          checkpoint_every=checkpoint_every, recipe_sha256=sha, recipe_path=recipe_path.as_posix())
         main_rank = trainer.dist.is_main
         where = f"{trainer.device}" + (f" × {trainer.dist.world_size} processes" if trainer.dist.enabled else "")
         if benchmark:
@@ -116,7 +125,7 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
             console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
                           f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
                           f"{recipe.epochs} epochs on {where} → {out}")
-        record = trainer.fit(resume=resume)
+        record = trainer.fit(resume=resume, overwrite=overwrite)
         if record and main_rank:
             console.print(f"done: val clean {record['val_clean_acc']:.2%}, val PGD-{recipe.val_steps} "
                           f"{record['val_robust_acc']:.2%} (best {trainer.best:.2%}); weights in {out}")
@@ -126,8 +135,6 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
 
 def _launch_torchrun(nproc: int) -> int:
     """Run this same `train` command under `torchrun --standalone --nproc-per-node N`; its exit code."""
-    import subprocess
-
     ctx = click.get_current_context()
     args = [ctx.info_name or "train"]
     for param in ctx.command.params:
@@ -144,7 +151,35 @@ def _launch_torchrun(nproc: int) -> int:
                "-m", "robustzoo", *args]
     console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} -m robustzoo {' '.join(args)}",
                   highlight=False)
-    return subprocess.call(command)
+    return _run_forwarding_signals(command)
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run `command`, passing SIGTERM/SIGUSR1/SIGINT on to it (torchrun hands them to its workers, which save a
+    checkpoint and stop); exit code 75 (`PreemptedError`'s) when such a signal ended it, else its own."""
+    import signal
+    import subprocess
+
+    from .errors import PreemptedError
+    from .preemption import STOP_SIGNALS
+
+    child = subprocess.Popen(command)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        child.send_signal(signum)
+
+    forwarded = (*STOP_SIGNALS, signal.SIGINT)
+    previous = {s: signal.signal(s, forward) for s in forwarded}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if any(s in STOP_SIGNALS for s in received):
+        return PreemptedError.exit_code
+    return code
 
 
 def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:

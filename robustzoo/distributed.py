@@ -47,7 +47,12 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     device = _rank_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    global _HOST_GROUP
+    _HOST_GROUP = dist.new_group(backend="gloo") if backend == "nccl" else None  # flags stay on the host
     return _current(), device
+
+
+_HOST_GROUP: Any = None  # a gloo group for small host-side flags under NCCL (None: the default gloo group)
 
 
 def _rank_device(device: torch.device) -> torch.device:
@@ -64,8 +69,10 @@ def _current() -> Dist:
 
 def cleanup() -> None:
     """Leave the process group (end of a distributed run)."""
+    global _HOST_GROUP
     if is_enabled():
         dist.destroy_process_group()
+    _HOST_GROUP = None
 
 
 def is_enabled() -> bool:
@@ -110,6 +117,22 @@ def all_reduce_mean_(tensors: Sequence[Tensor]) -> None:
         for t in group:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
+
+
+def all_reduce_max_(tensor: Tensor) -> Tensor:
+    """Maximum of `tensor` over ranks, in place (on the process group's device)."""
+    if is_enabled():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
+def all_reduce_max_host_(tensor: Tensor) -> Any:
+    """Start a MAX over ranks of a small CPU tensor, in place, on a gloo group (no GPU work, no device sync).
+
+    Returns the asynchronous work handle (`.wait()` before reading), or None in a single process."""
+    if not is_enabled():
+        return None
+    return dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_HOST_GROUP, async_op=True)
 
 
 def all_gather_object(obj: Any) -> list[Any]:

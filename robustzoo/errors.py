@@ -6,7 +6,10 @@ from typing import Iterable
 
 
 class RobustzooError(Exception):
-    """Base class of every error robustzoo raises on purpose."""
+    """Base class of every error robustzoo raises on purpose; `exit_code` is what the CLI exits with."""
+
+    exit_code = 2  # bad input (the usual command-line convention)
+    label = "error"  # the CLI's one line: "error: <message>"
 
 
 class UnknownNameError(RobustzooError, KeyError):
@@ -52,3 +55,26 @@ class IntegrityError(CheckpointError):
 
 class EvaluationError(RobustzooError):
     """An evaluation whose result cannot be trusted (invalid adversarial images, a mismatched state file)."""
+
+
+class RunExistsError(RobustzooError):
+    """A run folder already holds a run that the call would replace or mix with another recipe."""
+
+
+class WriteError(RobustzooError, OSError):
+    """A file could not be written (disk full, read-only, killed mid-write); the previous file is intact."""
+
+    exit_code = 74  # sysexits' EX_IOERR
+
+
+class TrainingDivergedError(RobustzooError):
+    """The training loss (or the weights) stopped being finite; nothing non-finite was written."""
+
+    exit_code = 3
+
+
+class PreemptedError(RobustzooError):
+    """The run was asked to stop (SIGTERM, SIGUSR1) and saved an exact checkpoint to resume from."""
+
+    exit_code = 75  # sysexits' EX_TEMPFAIL: try again later (`--resume`)
+    label = "stopped"

@@ -10,20 +10,24 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, runs
 from .attacks import run_attacks
-from .checkpoint import (STATE_PREFIXES, atomic_write, flatten_state, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state, unflatten_state, write_json)
+from .checkpoint import (STATE_PREFIXES, atomic_write, dumps, flatten_state, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state, unflatten_state, write_json)
 from .data import Data, Loader, load_data
-from .errors import CheckpointError, InvalidValueError
+from .errors import (CheckpointError, InvalidValueError, PreemptedError, RunExistsError,
+                     TrainingDivergedError)
 from .models import build_model, create_model
 from .models.autocast import AMP_DTYPES
 from .defenses import Defense
+from .epoch import EpochCounts
 from .policies import AttackPolicy, Feedback
+from .preemption import CheckpointClock, StopRequest
 from .recipe import Recipe
 from .strategy import Strategy
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+FINITE_EVERY = 10  # steps between reads of the non-finite-loss flag (one host read each, none per step)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -102,12 +106,19 @@ class Trainer:
     `amp="auto"` is bf16 on GPUs that support it (fp16 with a grad scaler on older ones), fp32 on the CPU.
     `compile` compiles the model (attack and training passes) with `torch.compile`, in that mode.
     `sync_bn` (CUDA, data parallel) computes BatchNorm statistics over the global batch.
+    `checkpoint_every` (minutes; 0: off) also writes an exact checkpoint inside an epoch; SIGTERM and SIGUSR1
+    make the run finish its step, write one and stop (`PreemptedError`); a non-finite training loss stops it
+    (`TrainingDivergedError`) before anything non-finite is written.
     """
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, device: str = "auto", amp: str | None = "auto",
                  channels_last: bool = False, compile: bool | str = False, sync_bn: bool = False,
-                 data: Data | None = None, progress: bool = True,
+                 data: Data | None = None, progress: bool = True, checkpoint_every: float = 30.0,
                  recipe_sha256: str | None = None, recipe_path: str | None = None):
+        if not checkpoint_every >= 0:
+            raise InvalidValueError(f"checkpoint_every={checkpoint_every!r}; expected minutes >= 0 (0: only at "
+                                    f"epoch ends)")
+        self.checkpoint_every = float(checkpoint_every)
         self.dist, self.device = distributed.setup(resolve_device(device))
         amp = resolve_amp(amp, self.device)
         compile_mode = "default" if compile is True else (compile or None)
@@ -154,6 +165,9 @@ class Trainer:
                              device=self.device, seed=recipe.seed, rank=self.dist.rank,
                              world_size=self.dist.world_size)
         self.epoch, self.step, self.best = 0, 0, -1.0
+        self.last_record: dict[str, Any] = {}  # the metrics of the last finished epoch
+        self._epoch_state: dict[str, Any] | None = None  # a mid-epoch checkpoint's epoch, until it resumes
+        self._clock = CheckpointClock(0, StopRequest())
         self.run_info = {"model": self.model.config, "recipe": recipe.summary(), "recipe_path": recipe_path,
                          "recipe_sha256": recipe_sha256,
                          "dataset": {"name": d.name, "data_dir": recipe.data_dir, "classes": d.classes,
@@ -164,34 +178,69 @@ class Trainer:
                          "world_size": self.dist.world_size, "sync_bn": sync_bn}
 
     # -- the loop ---------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train to `recipe.epochs`, continuing from `out_dir/last.safetensors` when `resume`."""
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Train to `recipe.epochs` into `out_dir`; returns the last epoch's metrics.
+
+        A folder that holds a run is refused unless `resume` (continue it: same recipe, more epochs allowed;
+        no checkpoint yet starts it) or `overwrite` (delete it and start over).
+        """
+        if resume and overwrite:
+            raise InvalidValueError("resume=True with overwrite=True; expected one of them (--resume or --overwrite)")
         main = self.dist.is_main  # rank 0 alone writes; every rank reads on resume
-        if resume:
-            self.load_state(self.out / "last.safetensors")
-        elif main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        self._prepare_out(resume, overwrite)
         if main:
             write_json(self.out / "config.json", self.run_info)
-        record: dict[str, Any] = {}
-        for epoch in range(self.epoch, self.recipe.epochs):
-            start = time.perf_counter()
-            train = self.train_epoch(epoch)
-            val = self.validate()
-            self.epoch = epoch + 1
-            record = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-                      **train, **val, "seconds": round(time.perf_counter() - start, 3)}
-            is_best = len(self.data.val) == 0 or val["val_robust_acc"] > self.best  # no val split: best = last
-            self.best = max(self.best, val["val_robust_acc"])
-            local = self.local_states()  # every rank's RNG state (a collective: all ranks call it)
-            if main:  # metrics, then best, then last: a crash before `last` is written replays the epoch
-                self._write_metrics([*self._read_metrics(), record])
-                if is_best:
-                    self.save_weights(self.out / "best.safetensors", record)
-                self.save_state(self.out / "last.safetensors", record, local)
+        stop = StopRequest()
+        self._clock = CheckpointClock(self.checkpoint_every, stop)
+        if self.epoch >= self.recipe.epochs and main:
+            print(f"{self.out}: the run has finished its {self.epoch} epochs; pass a larger --epochs to extend it",
+                  flush=True)
+        with stop.handlers():
+            for epoch in range(self.epoch, self.recipe.epochs):
+                start = time.perf_counter()
+                train = self.train_epoch(epoch)
+                val = self.validate()
+                record = {"epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                          **train, **val, "seconds": round(time.perf_counter() - start, 3)}
+                self._require_finite_weights(epoch)
+                self.epoch, self.last_record = epoch + 1, record
+                is_best = len(self.data.val) == 0 or val["val_robust_acc"] > self.best  # no val split: best = last
+                self.best = max(self.best, val["val_robust_acc"])
+                local = self.local_states()  # every rank's RNG state (a collective: all ranks call it)
+                if main:  # metrics, then best, then last: a crash before `last` is written replays the epoch
+                    self._write_metrics([*self._read_metrics(), record])
+                    if is_best:
+                        self.save_weights(self.out / "best.safetensors", record)
+                    self.save_state(self.out / "last.safetensors", record, local)
+                self._clock.saved()
         distributed.barrier()
-        return record
+        return self.last_record
+
+    def _prepare_out(self, resume: bool, overwrite: bool) -> None:
+        """Refuse what would destroy or mix runs; clear for `overwrite`; load the checkpoint to resume from."""
+        problem = None
+        if self.dist.is_main:
+            try:
+                runs.check_out(self.out)
+                if overwrite:
+                    if gone := runs.clear(self.out):
+                        print(f"--overwrite: deleted the run in {self.out} ({', '.join(gone)})", flush=True)
+                elif not resume:
+                    runs.refuse_existing(self.out)
+                elif not (self.out / "last.safetensors").is_file() and (self.out / "config.json").is_file():
+                    runs.refuse_mixed(self.out, json.loads((self.out / "config.json").read_text()), self.run_info)
+            except (InvalidValueError, RunExistsError) as e:
+                problem = (type(e).__name__, str(e))
+        problem = distributed.all_gather_object(problem)[0]  # rank 0 decides for all
+        if problem:
+            raise (RunExistsError if problem[0] == "RunExistsError" else InvalidValueError)(problem[1])
+        checkpoint = self.out / "last.safetensors"
+        if resume and checkpoint.is_file():
+            self.load_state(checkpoint)
+        elif self.dist.is_main:
+            if resume:
+                print(f"--resume: no checkpoint in {self.out} yet; starting the run", flush=True)
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
 
     def _read_metrics(self) -> list[dict[str, Any]]:
         path = self.out / "metrics.jsonl"
@@ -204,23 +253,25 @@ class Trainer:
         return records
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> None:
-        atomic_write(self.out / "metrics.jsonl",
-                     lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
+        text = "".join(dumps(r) + "\n" for r in records)  # strict JSON: a non-finite number is null
+        atomic_write(self.out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch (from the batch a mid-epoch checkpoint stopped at); after every step it may write an exact
+        checkpoint (interval due, or a stop signal: then it stops), and every `FINITE_EVERY` steps it checks
+        that the loss stayed finite."""
         recipe, model, device = self.recipe, self.model, self.device
         recipe.policy.start_epoch(epoch, recipe.epochs)
         recipe.defense.start_epoch(epoch, recipe.epochs)
-        self.loader.set_epoch(epoch)
         model.train()
         if len(self.loader) == 0:
             raise InvalidValueError(f"{len(self.data.train)} training images make no full batch of "
                                     f"{recipe.batch_size}; expected at least batch_size images")
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, eps: on the device
-        step_sums: dict[torch.device, torch.Tensor] = {}  # summed where the policy keeps them (Fixed: host)
-        n = 0
+        run = EpochCounts.start(device, self._epoch_state, recipe.policy)
+        self.loader.set_epoch(epoch, run.position, run.loader_state)
+        self._epoch_state = None
         with self._progress(epoch) as update:
-            for i, (x, y) in enumerate(self.loader):
+            for i, (x, y) in enumerate(self.loader, run.position):
                 lr = recipe.lr * recipe.schedule((epoch + i / len(self.loader)) / recipe.epochs)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -234,18 +285,51 @@ class Trainer:
                     distributed.all_reduce_mean_(self._bn_stats)  # the same model, the one saved and resumed
                 recipe.policy.record(strategy)
                 self.step += 1
-                with torch.no_grad():  # no host-device sync: each count is summed where it lives
-                    totals += torch.stack([loss.detach().sum(), (logits.argmax(1) == y).sum(),
-                                           strategy.eps.to(device).sum()]).double()
-                    steps = strategy.steps.sum()
-                    step_sums[steps.device] = step_sums[steps.device] + steps if steps.device in step_sums else steps
-                n += len(y)
-                update(i + 1, len(self.loader), totals, n, step_sums)
-        steps = sum(float(v) for v in step_sums.values())
-        counts = torch.cat([totals, torch.tensor([n, steps], dtype=torch.float64, device=device)])
-        loss, correct, eps, n, steps = distributed.all_reduce_sum_(counts).tolist()  # all ranks
-        return {"train_loss": loss / n, "train_robust_acc": correct / n, "mean_eps": eps / n,
-                "mean_steps": steps / n, "strategy": recipe.policy.epoch_stats()}
+                run.add(loss, logits, y, strategy, self.step)
+                update(i + 1, len(self.loader), run.totals, run.n, run.step_sums)
+                if (i + 1) % FINITE_EVERY == 0:
+                    self._require_finite_loss(run, epoch)
+                save, stop = self._clock.after_step()
+                if save or stop:
+                    self._save_mid_epoch(run, epoch, i + 1, stop)
+        self._require_finite_loss(run, epoch)
+        if self._clock.settle():  # a stop asked for during the last step: keep the epoch, skip validation
+            self._save_mid_epoch(run, epoch, len(self.loader), stop=True)
+        return run.summary(recipe.policy)
+
+    def _require_finite_loss(self, run: "EpochCounts", epoch: int) -> None:
+        """Stop at a non-finite training loss (one host read; all ranks agree); nothing is written."""
+        first = int(distributed.all_reduce_max_(run.first_bad.clone()))
+        if first < 0:
+            return
+        kept = (f"last.safetensors and best.safetensors keep the finite weights of epoch {self.epoch}"
+                if self.epoch else "no checkpoint holds non-finite weights")
+        raise TrainingDivergedError(f"training diverged: the loss is not finite at step {first} (epoch {epoch + 1}); "
+                                    f"{kept}; try a lower learning rate (lr={self.recipe.lr:g}) or --amp none")
+
+    def _require_finite_weights(self, epoch: int) -> None:
+        """Never write non-finite weights: one host read per checkpoint."""
+        params = [p.detach() for p in self.model.parameters() if p.is_floating_point()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise TrainingDivergedError(f"training diverged: the weights are not finite in epoch {epoch + 1}; "
+                                        f"nothing was written; try a lower learning rate "
+                                        f"(lr={self.recipe.lr:g}) or --amp none")
+
+    def _save_mid_epoch(self, run: "EpochCounts", epoch: int, position: int, stop: bool) -> None:
+        """An exact checkpoint after `position` batches of `epoch` (every rank calls it); stop if asked."""
+        self._require_finite_loss(run, epoch)
+        self._require_finite_weights(epoch)
+        local = self.local_states(run.local_state(self.recipe.policy))
+        path = self.out / "last.safetensors"
+        if self.dist.is_main:
+            self.save_state(path, self.last_record, local,
+                            position=position, loader_state=self.loader.generator_state())
+        self._clock.saved()
+        if stop:
+            distributed.barrier()
+            raise PreemptedError(f"{self._clock.stop.signal or 'a stop signal to another rank'}: stopped at "
+                                 f"epoch {epoch + 1}, batch {position} of {len(self.loader)}; the exact state is "
+                                 f"in {path}; run the same command with --resume to continue")
 
     def validate(self) -> dict[str, float]:
         """Clean and PGD-K accuracy on the held-out split (the early-stopping signal of Rice et al.)."""
@@ -270,26 +354,36 @@ class Trainer:
         tensors = {k: v for k, v in self.model.state_dict().items()}
         save_checkpoint(path, tensors, {"config": self.model.config, "run": self.run_info, "metrics": record})
 
-    def local_states(self) -> list[dict[str, Any]]:
-        """What differs between ranks (RNG streams, a policy's own generators), for every rank, in rank order."""
-        return distributed.all_gather_object({"rng": rng_state(), "policy": self.recipe.policy.local_state_dict()})
+    def local_states(self, epoch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """What differs between ranks (RNG streams, a policy's own generators, a mid-epoch checkpoint's running
+        counts), for every rank, in rank order (a collective)."""
+        mine = {"rng": rng_state(), "policy": self.recipe.policy.local_state_dict(), **({"epoch": epoch} if epoch else {})}
+        return distributed.all_gather_object(mine)
 
-    def save_state(self, path: Path, record: dict[str, Any], local: list[dict[str, Any]] | None = None) -> None:
-        """Everything resume needs, in one atomic file (and a readable copy of its JSON state)."""
+    def save_state(self, path: Path, record: dict[str, Any], local: list[dict[str, Any]] | None = None, *,
+                   position: int = 0, loader_state: torch.Tensor | None = None) -> None:
+        """Everything resume needs, in one atomic file (and a readable copy of its JSON state).
+
+        `position` > 0: a mid-epoch state, `position` batches into epoch `self.epoch` + 1, with the loader's
+        augmentation generator and (in `local`) every rank's running counts of that epoch."""
         local = local if local is not None else self.local_states()
         tensors = dict(self.model.state_dict())
-        state = {"epoch": self.epoch, "step": self.step, "best": self.best, "metrics": record,
+        state = {"epoch": self.epoch, "position": position, "step": self.step, "best": self.best, "metrics": record,
                  "config": self.model.config, "run": self.run_info, "world_size": self.dist.world_size,
                  "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
                  "scaler": flatten_state(self.scaler.state_dict(), "scaler", tensors),
                  "policy": flatten_state(self.recipe.policy.state_dict(), "policy", tensors),
-                 "local": flatten_state(local, "local", tensors)}
+                 "local": flatten_state(local, "local", tensors),
+                 "loader": flatten_state(loader_state if position else None, "local.loader", tensors)}
         tensors = {(k if k.split(".")[0] in STATE_PREFIXES else f"model.{k}"): v for k, v in tensors.items()}
         save_checkpoint(path, tensors, state)
         write_json(path.with_suffix(".json"), {k: v for k, v in state.items() if k not in ("optimizer", "local")})
 
     def load_state(self, path: Path) -> None:
+        """Continue from a checkpoint of `save_state`: refused when the run there trained another recipe."""
         tensors, state = load_checkpoint(path)
+        if state.get("run"):
+            runs.refuse_mixed(self.out, state["run"], self.run_info)
         if state.get("config") != self.model.config:
             raise CheckpointError(f"{path} was written for model {state.get('config')}, not {self.model.config}")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -299,6 +393,7 @@ class Trainer:
             self.scaler.load_state_dict(unflatten_state(state["scaler"], tensors))
         self.recipe.policy.load_state_dict(unflatten_state(state["policy"], tensors))
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.last_record = state.get("metrics") or {}
         local = unflatten_state(state.get("local", []), tensors)
         if "rng" in state:  # written before per-rank states existed (single process)
             local = [{"rng": unflatten_state(state["rng"], tensors), "policy": {}}]
@@ -310,6 +405,12 @@ class Trainer:
             if self.dist.is_main:
                 print(f"resuming a {len(local)}-process run on {self.dist.world_size}: "
                       f"random streams re-seeded at epoch {self.epoch}", flush=True)
+        if state.get("position"):  # mid-epoch: this rank's running counts (all of them on rank 0 if N changed)
+            counts = [r.get("epoch", {}) for r in local]
+            mine = counts[self.dist.rank] if len(local) == self.dist.world_size else \
+                (EpochCounts.merge(counts) if self.dist.is_main else {})
+            self._epoch_state = {"position": state["position"], "loader": unflatten_state(state["loader"], tensors),
+                                 "counts": mine}
         if self.dist.is_main:  # drop the lines of an epoch that ended after the checkpoint was written
             self._write_metrics([r for r in self._read_metrics() if r.get("epoch", 0) <= self.epoch])
 

@@ -7,7 +7,6 @@ counts, which need CUDA's sync debug mode) to check the tests themselves where n
 """
 import contextlib
 import copy
-import json
 import os
 import warnings
 
@@ -21,7 +20,7 @@ from test_trainer import Crash, _recipe, crash_at
 from robustzoo import PGDAT, Fixed, Recipe, Trainer, evaluate, load_model
 from robustzoo.attacks import pgd
 from robustzoo.attacks.pgd import cross_entropy
-from robustzoo.data import Loader, Split
+from robustzoo.data import Loader
 from robustzoo.policies import create_policy
 from robustzoo.strategy import Strategy
 from robustzoo.trainer import adversarial_step

@@ -1,8 +1,10 @@
 """Data parallel on the CPU: 2 gloo processes on loopback, launched by torchrun, as users launch them."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,54 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(tmp_path)
         assert torch.equal(a[k], b[k]), k
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
+
+
+def _same_weights(a_path, b_path):
+    a, b = load_checkpoint(a_path)[0], load_checkpoint(b_path)[0]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigterm_to_one_rank_stops_both_at_the_same_step_and_resume_ends_like_the_uninterrupted_run(tmp_path):
+    from test_runs import RECIPE
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(RECIPE)
+    assert _train(str(recipe), "--out", str(tmp_path / "full")).returncode == 0
+    stopped = _train(str(recipe), "--out", str(tmp_path / "run"),
+                     env={**ENV, "SIGNAL": "SIGTERM", "AT": "6", "ONLY_RANK": "0"})  # rank 0 only, epoch 2
+    assert stopped.returncode != 0 and "stopped: SIGTERM: stopped at epoch 2, batch 3 of 4" in stopped.stderr
+    meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1]
+    assert (meta["epoch"], meta["position"], meta["step"]) == (1, 3, 7)  # agreed one step later, on both ranks
+    assert len(meta["local"]) == 2
+    resumed = _train(str(recipe), "--out", str(tmp_path / "run"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_weights(tmp_path / "full" / "last.safetensors", tmp_path / "run" / "last.safetensors")
+
+
+def test_sigterm_to_the_launcher_reaches_the_workers_and_exits_75(tmp_path):
+    """What a scheduler does: SIGTERM to `robustzoo train --nproc 2`; torchrun passes it to the workers."""
+    from test_runs import RECIPE
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(RECIPE)
+    command = [sys.executable, "-m", "robustzoo", "train", str(recipe), "--nproc", "2", "--device", "cpu",
+               "--quiet", "--out", str(tmp_path / "run")]
+    launcher = subprocess.Popen(command, env={**ENV, "SLEEP": "0.3"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not metrics.is_file() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # signal it inside epoch 2 (each batch takes 0.3 s)
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=240)
+    assert launcher.returncode == 75, err[-3000:]
+    meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1]
+    assert meta["epoch"] >= 1 and len(meta["local"]) == 2
+    resumed = _train(str(recipe), "--out", str(tmp_path / "run"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _train(str(recipe), "--out", str(tmp_path / "full")).returncode == 0
+    _same_weights(tmp_path / "full" / "last.safetensors", tmp_path / "run" / "last.safetensors")
 
 
 def test_rank_shards_of_the_loader_cover_the_global_batch():

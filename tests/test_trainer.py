@@ -6,7 +6,7 @@ import torch
 
 from robustzoo import AWP, PGDAT, TRADES, Fixed, Piecewise, Recipe, Trainer, load_model
 from robustzoo.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state, write_json
-from robustzoo.errors import CheckpointError, InvalidValueError
+from robustzoo.errors import CheckpointError, InvalidValueError, RunExistsError
 
 
 def _recipe(**kw):
@@ -78,7 +78,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_smal
 def test_resume_refuses_another_model(tmp_path, digits_small):
     Trainer(_recipe(epochs=1), tmp_path, data=digits_small, progress=False, device="cpu").fit()
     other = Trainer(_recipe(model_kwargs={"width": 4}), tmp_path, data=digits_small, progress=False, device="cpu")
-    with pytest.raises(CheckpointError, match="was written for model"):
+    with pytest.raises(RunExistsError, match=r"cannot resume .*model_kwargs.width: 8 → 4"):
         other.fit(resume=True)
 
 

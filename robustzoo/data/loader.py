@@ -81,10 +81,17 @@ class Loader:
         self.augment, self.drop_last = augment or Augment(), drop_last
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
+        self.position, self._resume_state = 0, None
+        self.generator: torch.Generator | None = None  # the running epoch's augmentation stream
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next iteration yields (used by resume)."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, position: int = 0, generator_state: Tensor | None = None) -> None:
+        """Select the epoch the next iteration yields; from batch `position` on with the augmentation
+        generator in `generator_state` (a mid-epoch resume: `position` and `generator_state()` saved then)."""
+        self.epoch, self.position, self._resume_state = epoch, position, generator_state
+
+    def generator_state(self) -> Tensor | None:
+        """The augmentation generator's state after the batches yielded so far (None before iterating)."""
+        return self.generator.get_state() if self.generator is not None else None
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -95,8 +102,12 @@ class Loader:
         n = len(self.y)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if self.shuffle else torch.arange(n)
         order = order.to(self.device)  # once per epoch
-        generator = torch.Generator(self.device).manual_seed(seed)
-        for i in range(len(self)):
+        generator = self.generator = torch.Generator(self.device).manual_seed(seed)
+        start, self.position = self.position, 0
+        if start and self._resume_state is not None:
+            generator.set_state(self._resume_state)
+        self._resume_state = None
+        for i in range(start, len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             total, rows = len(idx), self.rows(len(idx))
             idx = idx[rows]

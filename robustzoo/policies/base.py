@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..registry import Registry
@@ -76,6 +77,16 @@ class AttackPolicy:
         summary = stats.summary()
         stats.reset()
         return summary
+
+    def telemetry_state(self) -> dict[str, Any]:
+        """This epoch's telemetry so far (for a mid-epoch checkpoint)."""
+        stats = getattr(self, "_stats", None)
+        return stats.state_dict() if stats is not None else {}
+
+    def load_telemetry_state(self, state: dict[str, Any], device: torch.device) -> None:
+        self._stats = StrategyStats()
+        if state:
+            self._stats.load_state_dict(state, device)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors and JSON-able values)."""

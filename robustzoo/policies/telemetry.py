@@ -38,6 +38,20 @@ class StrategyStats:
             self._add(self.sums, name, values.detach().float().sum())
         self.n += len(strategy)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running epoch's counts (a mid-epoch checkpoint); `on_host` names the tensors kept on the CPU."""
+        tensors = {**{f"hist.{k}": v for k, v in self.hist.items()}, **{f"sums.{k}": v for k, v in self.sums.items()}}
+        return {"tensors": tensors, "on_host": sorted(k for k, v in tensors.items() if v.device.type == "cpu"),
+                "n": self.n}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        """Counts from `state_dict`, each back on the CPU or on `device`, where the strategies put them."""
+        self.reset()
+        for key, value in state.get("tensors", {}).items():
+            store, name = key.split(".", 1)
+            getattr(self, store)[name] = value.to("cpu" if key in state["on_host"] else device)
+        self.n = int(state.get("n", 0))
+
     def all_reduce(self) -> None:
         """Sum every rank's histograms, sums and count (data-parallel runs; one collective per epoch)."""
         if not distributed.is_enabled():
