@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from robustzoo import Cosine, Trainer, evaluate, load_data, load_model, load_recipe  # noqa: E402
 from robustzoo.benchmark import measure  # noqa: E402
+from robustzoo.data import Split  # noqa: E402
 
 from throughput import DEFENSES, POLICIES, synthetic_cifar  # noqa: E402
 
@@ -146,12 +148,22 @@ def cuda_tests(check: Check, out: Path) -> dict[str, Any]:
     limit = max(30.0, min(SHARES["tests"] * check.budget, check.left() - 0.6 * check.budget))
     check.say(f"{' '.join(command[2:])} (limit {limit:.0f} s)")
     begun = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: xdist workers and compilers too
     try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
-        output, timed_out = proc.stdout + proc.stderr, False
-    except subprocess.TimeoutExpired as e:
-        output = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        output, timed_out = proc.communicate(timeout=limit)[0], False
+    except subprocess.TimeoutExpired:  # SIGINT: pytest stops, prints its summary and writes the junit XML
         timed_out = True
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            output = proc.communicate(timeout=15)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output = proc.communicate()[0]
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may run on into the timings
+    except ProcessLookupError:
+        pass
     (out / "gpu_tests.log").write_text(output)
     outcomes = {m.group(2): m.group(1) for m in re.finditer(r"(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\s+(tests/\S+)",
                                                             output)}
@@ -170,6 +182,9 @@ def cuda_tests(check: Check, out: Path) -> dict[str, Any]:
                 summary["failures"] = [f if not f.endswith(name) else f"{f}: {(problem.get('message') or '')[:300]}"
                                        for f in summary["failures"]]
     summary["last_line"] = output.strip().splitlines()[-1] if output.strip() else ""
+    collected = re.search(r"(?:collected|\[)\s*(\d+) items", output)
+    if collected:
+        summary["not_run"] = max(0, int(collected.group(1)) - len(outcomes))
     if not outcomes:
         check.notes.append(f"the CUDA tests reported nothing: {summary['last_line']}")
     if timed_out:
@@ -191,16 +206,16 @@ def throughput_rows(dry_run: bool) -> list[tuple[str, int, bool, str, str]]:
     prn, wrn = "cifar_preact_resnet18", "cifar_wrn_34_10"
     policies, defenses = list(POLICIES), list(DEFENSES)
     first = [(prn, 128, False, "Fixed", "PGDAT"), (wrn, 128, False, "Fixed", "PGDAT"),
-             (prn, 128, False, "LearnedLAS(k=1)", "PGDAT"), (prn, 128, False, "Fixed", "AWP(PGDAT)"),
-             (prn, 128, False, "Fixed", "TRADES"), (prn, 128, False, "Fixed", "AWP(TRADES)"),
-             (wrn, 128, False, "Fixed", "AWP(PGDAT)"), (wrn, 128, False, "LearnedLAS(k=1)", "PGDAT"),
+             (prn, 128, False, "Fixed", "AWP(PGDAT)"), (prn, 128, False, "Fixed", "TRADES"),
+             (prn, 128, False, "Fixed", "AWP(TRADES)"), (wrn, 128, False, "Fixed", "AWP(PGDAT)"),
              (prn, 128, True, "Fixed", "PGDAT"), (prn, 512, False, "Fixed", "PGDAT"),
-             (wrn, 128, True, "Fixed", "PGDAT")]
+             (wrn, 128, True, "Fixed", "PGDAT"), (prn, 128, False, "LearnedLAS(k=1)", "PGDAT"),
+             (wrn, 128, False, "LearnedLAS(k=1)", "PGDAT")]
     grid = [(m, b, False, p, d) for m, b in ((prn, 128), (wrn, 128), (prn, 512)) for p in policies for d in defenses]
     return first + [row for row in grid if row not in first]
 
 
-def throughput(check: Check, device: torch.device) -> list[dict[str, Any]]:
+def throughput(check: Check, device: torch.device, write_report: Callable[[], Any]) -> list[dict[str, Any]]:
     rows, deadline = [], check.elapsed() + min(SHARES["throughput"] * check.budget, max(check.left() - 0.4 * check.budget, 0))
     steps, warmup = (1, 1) if check.dry_run else (5, 2)
     todo = throughput_rows(check.dry_run)
@@ -223,6 +238,10 @@ def throughput(check: Check, device: torch.device) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 trainer = Trainer(recipe, tmp, device=str(device), amp="bf16", channels_last=True,
                                   compile=compiled, data=synthetic_cifar(2 * batch), progress=False)
+                # per-sample budgets (LAS, SAAT) change the batch shape at every step: cuDNN's autotuner would
+                # time each new shape inside these few timed steps (a cost a real run pays once per shape)
+                torch.backends.cudnn.benchmark = device.type == "cuda" and policy in ("Fixed", "CyclicEntropyECAS")
+                row["cudnn_benchmark"] = torch.backends.cudnn.benchmark
                 row.update(measure(trainer, steps=steps, warmup=warmup).to_dict())
             del trainer
         except Exception as e:  # noqa: BLE001  (an OOM or a crash is a row's result)
@@ -233,6 +252,8 @@ def throughput(check: Check, device: torch.device) -> list[dict[str, Any]]:
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.empty_cache()
         rows.append(row)
+        check.results["throughput"] = rows
+        write_report()
         shown = (f"{row['images_per_s']:8.1f} img/s  K {row['mean_steps']:5.2f}  floor x{row['floor_ratio']:.3f}  "
                  f"epoch {row['cifar10_epoch_s']:7.1f} s" if "error" not in row else row["error"])
         check.say(f"{model} b{batch} {'compiled' if compiled else 'eager'} {policy} x {defense}: {shown} "
@@ -254,7 +275,9 @@ def training(check: Check, device: torch.device, data_dir: Path, rows: list[dict
              work: Path) -> dict[str, Any]:
     recipe, _ = load_recipe(ROOT / "recipes" / "pgdat_prn18_cifar10.py")
     data = load_data("cifar10", str(data_dir), val_size=recipe.val_size if not check.dry_run else 20,
-                     seed=recipe.seed, train_subset=200 if check.dry_run else None)
+                     seed=recipe.seed)
+    if check.dry_run:  # toy size: at most 200 training images
+        data.train = Split(data.train.x[:200], data.train.y[:200])
     changes: dict[str, Any] = {"data_dir": str(data_dir), "schedule": Cosine(warmup=0.1)}
     if check.dry_run:
         changes.update(model="cifar_small_cnn", model_kwargs={"width": 4}, batch_size=16, val_size=20)
@@ -296,12 +319,15 @@ def evaluation(check: Check, device: torch.device, trained: dict[str, Any], work
     data = trained.pop("_data")
     model = load_model(work / "train" / "best.safetensors", device=str(device))
     n, batch = (30, 30) if check.dry_run else (1000, 500)
-    out: dict[str, Any] = {"n": n, "batch_size": batch, "checkpoint": f"best (epoch {trained['best_epoch']})"}
+    n_aa = 30 if check.dry_run else 500  # AutoAttack twice (fp32, bf16) must fit the rest of the budget
+    torch.backends.cudnn.benchmark = False  # AutoAttack's shrinking subsets: no autotuning per shape
+    out: dict[str, Any] = {"n": n, "n_aa": n_aa, "batch_size": batch,
+                           "checkpoint": f"best (epoch {trained['best_epoch']})"}
     white = evaluate(model, data.test, attacks=("clean", "pgd20"), n=n, batch_size=batch, seed=0, sanity=False)
     out["fp32"] = {"accuracy": white.accuracy, "seconds": {r.attack: round(r.seconds, 2) for r in white.results}}
     check.say(f"evaluation (n={n}): clean {white.accuracy['clean']:.3f}, PGD-20 {white.accuracy['pgd20']:.3f}")
     pgd_s = white.results[1].seconds
-    estimate = 100 * pgd_s  # AutoAttack standard ≈ 100 PGD-20s on a partly robust model (a guess, printed)
+    estimate = 100 * pgd_s * n_aa / n  # AutoAttack standard ≈ 100 PGD-20s on a partly robust model (a guess)
     for amp in ("none", "bf16"):
         key = "aa_fp32" if amp == "none" else "aa_bf16"
         needed = estimate if amp == "none" else 1.2 * out["aa_fp32"]["seconds"]
@@ -309,7 +335,14 @@ def evaluation(check: Check, device: torch.device, trained: dict[str, Any], work
             check.notes.append(f"{key}: skipped, {check.left():.0f} s left and about {needed:.0f} s needed")
             check.say(f"{key}: skipped (budget: {check.left():.0f} s left, ~{needed:.0f} s needed)")
             break
-        result = evaluate(model, data.test, attacks=("aa",), n=n, batch_size=batch, seed=0, sanity=False, amp=amp)
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        if amp == "none":  # fp32 as fp32: TF32 convolutions would make the baseline a third precision
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            result = evaluate(model, data.test, attacks=("aa",), n=n_aa, batch_size=batch, seed=0, sanity=False,
+                              amp=amp)
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         out[key] = {"accuracy": result.accuracy["aa"], "seconds": round(result.results[0].seconds, 1),
                     "outcomes": result.outcomes["aa"]}
         check.say(f"{key}: accuracy {out[key]['accuracy']:.3f} in {out[key]['seconds']} s")
@@ -369,8 +402,9 @@ def report(check: Check, env: dict[str, Any], args: argparse.Namespace) -> str:
     tests = r.get("tests")
     if tests:
         lines += ["", "## CUDA tests (`tests/test_cuda.py`)", "",
-                  f"{tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped in "
-                  f"{tests['seconds']} s{' (stopped at its time limit)' if tests['timed_out'] else ''}."]
+                  f"{tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
+                  f"{', %d not run' % tests['not_run'] if tests.get('not_run') else ''} in {tests['seconds']} s"
+                  f"{' (stopped at its time limit)' if tests['timed_out'] else ''}."]
         lines += [f"- FAILED {f}" for f in tests["failures"]]
     if r.get("throughput"):
         lines += ["", "## Throughput (bf16 autocast, channels_last; synthetic CIFAR-shaped batches)", "",
@@ -400,9 +434,10 @@ def report(check: Check, env: dict[str, Any], args: argparse.Namespace) -> str:
                   "| attack | precision | accuracy | seconds |", "|---|---|---:|---:|",
                   f"| clean | fp32 | {acc['clean']:.2%} | {e['fp32']['seconds']['clean']} |",
                   f"| PGD-20 | fp32 | {acc['pgd20']:.2%} | {e['fp32']['seconds']['pgd20']} |"]
-        for key, name in (("aa_fp32", "fp32"), ("aa_bf16", "bf16 autocast")):
+        for key, name in (("aa_fp32", "fp32 (TF32 off)"), ("aa_bf16", "bf16 autocast")):
             if key in e:
-                lines.append(f"| AutoAttack | {name} | {e[key]['accuracy']:.2%} | {e[key]['seconds']} |")
+                lines.append(f"| AutoAttack, first {e['n_aa']} | {name} | {e[key]['accuracy']:.2%} | "
+                             f"{e[key]['seconds']} |")
         if "aa_bf16_vs_fp32" in e:
             c = e["aa_bf16_vs_fp32"]
             lines += ["", f"AutoAttack under bf16: {c['points']:+.2f} points, {c['time_ratio']:.3f}× the fp32 time, "
@@ -436,30 +471,42 @@ def main() -> int:
     env = environment(device)
     check.say(f"GPU check on {env.get('gpu', 'the CPU (dry run)')}, torch {env['torch']}, commit {env['commit']}")
     results = check.results
+    slug = gpu_slug(env, args.dry_run)
+    md, js = args.out / f"gpu_check_{slug}.md", args.out / f"gpu_check_{slug}.json"
+
+    def write_report() -> str:  # after every stage: a run stopped from outside keeps what it measured
+        text = report(check, env, args)
+        md.write_text(text)
+        js.write_text(json.dumps({"environment": env, "budget_s": args.budget, "elapsed_s": round(check.elapsed(), 1),
+                                  "targets": targets(results), "notes": check.notes,
+                                  **{k: v for k, v in results.items() if k != "training" or "_data" not in v}},
+                                 indent=1, default=str) + "\n")
+        return text
+
     if "tests" not in skip:
         results["tests"] = check.stage("tests", lambda: cuda_tests(check, args.out))
-    rows = check.stage("throughput", lambda: throughput(check, device)) if "throughput" not in skip else None
+        write_report()
+    rows = check.stage("throughput", lambda: throughput(check, device, write_report)) \
+        if "throughput" not in skip else None
     results["throughput"] = rows or []
+    write_report()
     with tempfile.TemporaryDirectory() as tmp:
         if "training" not in skip:
             trained = check.stage("training", lambda: training(check, device, args.data, results["throughput"],
                                                                Path(tmp)))
             if trained:
+                results["training"] = {k: v for k, v in trained.items() if k != "_data"}
+                write_report()
                 results["evaluation"] = check.stage("evaluation", lambda: evaluation(check, device, trained, Path(tmp)))
                 results["training"] = trained
                 metrics = Path(tmp) / "train" / "metrics.jsonl"
                 if metrics.is_file():
                     (args.out / "gpu_check_train_metrics.jsonl").write_text(metrics.read_text())
-    slug = gpu_slug(env, args.dry_run)
-    md, js = args.out / f"gpu_check_{slug}.md", args.out / f"gpu_check_{slug}.json"
-    text = report(check, env, args)
-    md.write_text(text)
-    js.write_text(json.dumps({"environment": env, "budget_s": args.budget, "elapsed_s": round(check.elapsed(), 1),
-                              "targets": targets(results), "notes": check.notes,
-                              **{k: v for k, v in results.items()}}, indent=1, default=str) + "\n")
+    text = write_report()
     print(text, flush=True)
     check.say(f"written: {md}, {js}")
-    failed = bool(results.get("crashes")) or bool(results.get("tests") and results["tests"]["failed"])
+    tests = results.get("tests") or {}
+    failed = bool(results.get("crashes")) or bool(tests.get("failed")) or bool(tests.get("timed_out"))
     return 1 if failed else 0
 
 

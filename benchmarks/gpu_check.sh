@@ -8,5 +8,5 @@ out="${OUT:-benchmarks/results}"
 mkdir -p /tmp/cifar10 "$out" && tar xzf .gpu/cifar10-jpeg.tar.gz -C /tmp/cifar10
 export PYTHONPATH="$PWD:$PWD/.gpu/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
-"${PYTHON:-python3}" benchmarks/gpu_check.py --data /tmp/cifar10 --out "$out" "$@" 2>&1 | grep -v '^DEBUG ' | tee "$out/gpu_check.log"
+"${PYTHON:-python3}" benchmarks/gpu_check.py --data /tmp/cifar10 --out "$out" "$@" 2>&1 | grep --line-buffered -v '^DEBUG ' | tee "$out/gpu_check.log"
 exit "${PIPESTATUS[0]}"

@@ -131,3 +131,19 @@ def test_autocast_cpu_bounds(tiny_net, dtype):
         x_adv = pgd(net, x, y, s)
     assert x_adv.dtype == torch.float32
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_the_attack_freezes_parameters_and_puts_their_flags_back(tiny_net):
+    """Compiled backward graphs compute every weight gradient unless the weights need none (pgd docstring)."""
+    x, y = _batch()
+    tiny_net.fc.bias.requires_grad_(False)  # a parameter frozen by the caller stays frozen
+    seen = []
+    hook = tiny_net.conv.register_forward_hook(lambda m, i, o: seen.append(m.weight.requires_grad))
+    try:
+        pgd(tiny_net, x, y, _strategy(len(x)))
+    finally:
+        hook.remove()
+    assert seen and not any(seen)  # no weight needed a gradient inside the attack
+    assert tiny_net.conv.weight.requires_grad and tiny_net.fc.weight.requires_grad
+    assert not tiny_net.fc.bias.requires_grad
+    assert all(p.grad is None for p in tiny_net.parameters())

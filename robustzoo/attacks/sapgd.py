@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidValueError
 from ..strategy import Strategy
-from .pgd import LossFn, cross_entropy, fp16_autocast, random_like, to_device
+from .pgd import LossFn, cross_entropy, fp16_autocast, frozen_parameters, random_like, to_device
 
 _TOL = 1e-6  # relative: a budget within this of ε_max is ε_max (k·τ rounding)
 
@@ -81,37 +81,38 @@ def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, l
         start = x[active]
         x_adv.index_copy_(0, active, (start + start_std * random_like(start, torch.randn, generator)).clamp(0.0, 1.0))
 
-    for level in range(1, levels + 1):
-        if active.numel() == 0:
-            break
-        x0, tgt, r, k_a = x[active], target[active], rho[active], k_dev[active]
-        a, cap = alpha[active].view(shape), eps_max[active]
-        grown = level * tau[active]
-        last = grown >= cap * (1 - _TOL)  # this level's budget is ε_max
-        eps = torch.where(last, cap, grown)
-        lo, hi = (x0 - eps.view(shape)).clamp(min=0.0), (x0 + eps.view(shape)).clamp(max=1.0)
-        x_a = torch.min(torch.max(x_adv[active], lo), hi)  # into the new ball (a no-op but for the noise start)
-        live = torch.ones(len(active), dtype=torch.bool, device=x.device)  # still searching at this level
-        taken = torch.zeros(len(active), dtype=torch.long, device=x.device)
-        for k in range(k_max):
-            x_in = x_a.detach().requires_grad_(True)
-            with torch.enable_grad():
-                values = loss(model(x_in), tgt)
-            grad, = torch.autograd.grad(values.sum() * scale, x_in)
-            if k > 0:  # this forward's loss is the check after step k (of those that took it)
-                live &= ~((k_a >= k) & (values.detach().to(x.dtype) >= r))
-            move = live & (k_a > k)
-            x_a = torch.where(move.view(shape), torch.min(torch.max(x_in.detach() + a * grad.sign(), lo), hi),
-                              x_in.detach())
-            taken += move.long()
-        with torch.no_grad():  # the check after step K
-            values = loss(model(x_a), tgt)
-        live &= ~((k_a >= k_max) & (values.detach().to(x.dtype) >= r))
-        x_adv.index_copy_(0, active, x_a)
-        eps_used.index_copy_(0, active, eps)
-        steps_used.index_add_(0, active, taken)
-        reached.index_copy_(0, active, ~live)
-        active = active[live & ~last]  # the one host read of the level
+    with frozen_parameters(model):  # input gradients only (see pgd.frozen_parameters)
+        for level in range(1, levels + 1):
+            if active.numel() == 0:
+                break
+            x0, tgt, r, k_a = x[active], target[active], rho[active], k_dev[active]
+            a, cap = alpha[active].view(shape), eps_max[active]
+            grown = level * tau[active]
+            last = grown >= cap * (1 - _TOL)  # this level's budget is ε_max
+            eps = torch.where(last, cap, grown)
+            lo, hi = (x0 - eps.view(shape)).clamp(min=0.0), (x0 + eps.view(shape)).clamp(max=1.0)
+            x_a = torch.min(torch.max(x_adv[active], lo), hi)  # into the new ball (a no-op but for the noise start)
+            live = torch.ones(len(active), dtype=torch.bool, device=x.device)  # still searching at this level
+            taken = torch.zeros(len(active), dtype=torch.long, device=x.device)
+            for k in range(k_max):
+                x_in = x_a.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    values = loss(model(x_in), tgt)
+                grad, = torch.autograd.grad(values.sum() * scale, x_in)
+                if k > 0:  # this forward's loss is the check after step k (of those that took it)
+                    live &= ~((k_a >= k) & (values.detach().to(x.dtype) >= r))
+                move = live & (k_a > k)
+                x_a = torch.where(move.view(shape), torch.min(torch.max(x_in.detach() + a * grad.sign(), lo), hi),
+                                  x_in.detach())
+                taken += move.long()
+            with torch.no_grad():  # the check after step K
+                values = loss(model(x_a), tgt)
+            live &= ~((k_a >= k_max) & (values.detach().to(x.dtype) >= r))
+            x_adv.index_copy_(0, active, x_a)
+            eps_used.index_copy_(0, active, eps)
+            steps_used.index_add_(0, active, taken)
+            reached.index_copy_(0, active, ~live)
+            active = active[live & ~last]  # the one host read of the level
     strategy.eps = eps_used.to(eps_device, eps_dtype)
     strategy.steps = steps_used.cpu()
     strategy.extras["reached"] = reached
