@@ -24,6 +24,7 @@ def recipe() -> Recipe:
                                  h_high=2.274, h_low=1.3, steps=10),
         defense=AWP(PGDAT(), gamma=0.01),
         eps=8 / 255,
+        final_clip=True,  # ECAS-AWP trains on delta clamped to 8/255 (AWP/train_awp_cifar10_entropy.py:562)
         epochs=200,
         batch_size=128,
         lr=0.1,

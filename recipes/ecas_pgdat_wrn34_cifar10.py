@@ -22,7 +22,7 @@ def recipe() -> Recipe:
         val_size=1000,
         policy=CyclicEntropyECAS(eps_space=[e / 255 for e in range(3, 13)], scheduler="cyclic",
                                  h_high=2.274, h_low=1.3, steps=10),
-        defense=PGDAT(),
+        defense=PGDAT(true_prob=0.7),  # PGD-AT/train_pgd_cifar10_entropy.py:62-73, 318-320
         eps=8 / 255,
         epochs=200,
         batch_size=128,

@@ -1,7 +1,9 @@
 """LAS-AWP, PreActResNet-18, Tiny-ImageNet (LAS-AT, Jia et al. 2022).
-
-LearnedLAS over eps 7..15/255, step 2..5/255, steps 8..16 (the LAS-AWP ranges of the authors' code,
-DESIGN.md); α = 2, β = 4; strategy network CIFAR ResNet-18, SGD lr 1e-3; k = 40; on AT-AWP (γ 0.01) with
+LearnedLAS as the authors' LAS-AWP code runs it (`LAS_AWP/LAS_AWP_train_TinyImageNet.py` at ee756b7): eps 7..15/255,
+step 2..5/255, steps 8..15 (README command); reward clamp(CE, 0, 10) + 8·robust acc + 2·clean acc of the
+look-ahead; θ every k = 10 steps (line 176) by SGD lr 1e-4 without momentum, gradient norm clipped at 1.0, its LR following the
+target's schedule; the training perturbation clipped to the 8/255 ball (line 699: `final_clip=True`).
+On AT-AWP (γ 0.01) with
 64×64 inputs. The paper defers the Tiny-ImageNet schedule to its supplementary material, which is not in
 ../shared/papers: this recipe uses the CIFAR AT-AWP schedule (200 epochs, lr ×0.1 at 100 and 150) as an
 assumption to check.
@@ -22,9 +24,11 @@ def recipe() -> Recipe:
         dataset="tiny_imagenet",
         val_size=1000,
         policy=LearnedLAS(eps_options=[e / 255 for e in range(7, 16)],
-                          step_options=[s / 255 for s in range(2, 6)], steps_options=range(8, 17)),
+                          step_options=[s / 255 for s in range(2, 6)], steps_options=range(8, 16),
+                          alpha=8.0, beta=2.0, update_every=10, follow_target_lr=True),
         defense=AWP(PGDAT(), gamma=0.01),
         eps=8 / 255,
+        final_clip=True,  # the code trains on delta clamped to 8/255
         epochs=200,
         batch_size=128,
         lr=0.1,

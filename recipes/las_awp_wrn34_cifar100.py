@@ -1,7 +1,9 @@
 """LAS-AWP, WRN-34-10, CIFAR-100 (LAS-AT, Jia et al. 2022).
-
-LearnedLAS over eps 7..15/255, step 2..5/255, steps 8..16 (the LAS-AWP ranges of the authors' code,
-DESIGN.md); α = 2, β = 4; strategy network CIFAR ResNet-18, SGD lr 1e-3; k = 40; on AT-AWP (γ 0.01): 200
+LearnedLAS as the authors' LAS-AWP code runs it (`LAS_AWP/LAS_AWP_train_cifar100.py` at ee756b7): eps 7..15/255,
+step 2..5/255, steps 8..15 (README command); reward clamp(CE, 0, 10) + 4·robust acc + 2·clean acc of the
+look-ahead; θ every k = 10 steps (line 173) by SGD lr 1e-4, momentum 0.9, weight decay 5e-4, gradient norm clipped at 1.0, its LR following the
+target's schedule; the training perturbation clipped to the 8/255 ball (line 712: `final_clip=True`).
+On AT-AWP (γ 0.01): 200
 epochs, lr ×0.1 at 100 and 150, weight decay 5e-4, 1,000-image held-out split.
 
 Reported (LAS-AT paper, Table 3, row LAS-AWP(ours), WRN34-10, CIFAR-100): clean 64.89, AA 30.77.
@@ -19,9 +21,11 @@ def recipe() -> Recipe:
         dataset="cifar100",
         val_size=1000,
         policy=LearnedLAS(eps_options=[e / 255 for e in range(7, 16)],
-                          step_options=[s / 255 for s in range(2, 6)], steps_options=range(8, 17)),
+                          step_options=[s / 255 for s in range(2, 6)], steps_options=range(8, 16),
+                          alpha=4.0, beta=2.0, update_every=10, momentum=0.9, weight_decay=5e-4, follow_target_lr=True),
         defense=AWP(PGDAT(), gamma=0.01),
         eps=8 / 255,
+        final_clip=True,  # the code trains on delta clamped to 8/255
         epochs=200,
         batch_size=128,
         lr=0.1,

@@ -1,10 +1,12 @@
 """LAS-TRADES, WRN-34-10, CIFAR-10 (LAS-AT, Jia et al. 2022).
 
-LearnedLAS over eps 3..15/255, step 1..6/255, steps 3..15 (LAS-AT paper, Sec. 4.1); α = 2, β = 4;
-strategy network CIFAR ResNet-18, SGD lr 1e-3; θ updated every k = 40 target steps (Table 1), plus a
-per-sample TRADES β head over 4..8 (the paper does not list the β options: an assumption to check
-against the authors' code); on TRADES in its original settings: 76 epochs, lr ×0.1 for the last two,
-weight decay 2e-4, last checkpoint.
+LearnedLAS as the authors' LAS-TRADES code runs it (`LAS_Trades/LAS_Trades_train_cifar10.py` at ee756b7):
+eps 5..9/255, steps 7..14, step 2..4/255, per-sample TRADES β 5..9 (README command); reward: the TRADES
+loss clamped to [0, 20] + 8·robust acc + 4·clean acc (lines 391-432); θ every step (k = 1, line 55) by SGD
+lr 1e-4, momentum 0.9, weight decay 5e-4 (line 60), gradient norm clipped at 1.0, its LR following the
+target's drops (lines 479-482). On TRADES in its original settings: 76 epochs, lr ×0.1 for the last two,
+weight decay 2e-4, last checkpoint (the code: 100 epochs, drops at 75 and 90, weight decay 5e-4; the
+recipe issue on table rows aligns these).
 
 Reported (LAS-AT paper, Table 2, row LAS-TRADES(ours), WRN34-10): clean 85.24, PGD-20 57.07, C&W 55.45,
 AA 54.15.
@@ -21,7 +23,10 @@ def recipe() -> Recipe:
         model="cifar_wrn_34_10",
         dataset="cifar10",
         val_size=0,
-        policy=LearnedLAS(beta_options=(4.0, 5.0, 6.0, 7.0, 8.0)),
+        policy=LearnedLAS(eps_options=[e / 255 for e in range(5, 10)], steps_options=range(7, 15),
+                          step_options=[s / 255 for s in range(2, 5)], beta_options=[float(b) for b in range(5, 10)],
+                          alpha=8.0, beta=4.0, r1="step-loss", r1_clip=20.0, update_every=1, momentum=0.9,
+                          weight_decay=5e-4, follow_target_lr=True),
         defense=TRADES(beta=6.0),
         eps=8 / 255,
         epochs=76,

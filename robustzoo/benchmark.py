@@ -81,7 +81,8 @@ def measure(trainer: Trainer, steps: int = 10, warmup: int = 2) -> Throughput:
     def adversarial() -> None:
         strategy, *_ = adversarial_step(model, x, y, recipe.policy, recipe.defense, trainer.optimizer,
                                         scaler=trainer.scaler, amp_dtype=trainer.amp_dtype,
-                                        attack_train_mode=recipe.attack_train_mode, train_model=trainer.train_model)
+                                        attack_train_mode=recipe.attack_train_mode, train_model=trainer.train_model,
+                                        final_eps=recipe.eps if recipe.final_clip else None)
         step_counts.append(strategy.steps.sum())
 
     def full() -> None:

@@ -54,6 +54,7 @@ class Recipe:
     eps: float = 8 / 255
     val_steps: int = 10
     attack_train_mode: bool = False
+    final_clip: bool = False  # project x_adv onto the `eps` ball before the loss (LAS-AWP, ECAS-AWP code)
     seed: int = 0
     reported: Reported | None = None
     description: str = ""
@@ -79,7 +80,7 @@ class Recipe:
                 "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
-                "attack_train_mode": self.attack_train_mode, "seed": self.seed,
+                "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip, "seed": self.seed,
                 "reported": self.reported.as_dict() if self.reported else None}
 
 

@@ -72,24 +72,30 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy: AttackPolicy,
                      defense: Defense, optimizer: torch.optim.Optimizer, *,
                      scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-                     attack_train_mode: bool = False,
+                     attack_train_mode: bool = False, final_eps: float | None = None,
                      train_model: nn.Module | None = None) -> tuple[Strategy, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One min-max step: a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; policy update; w step.
 
     `train_model` runs the training loss (the DDP wrapper of `model` in data-parallel runs, whose backward
     all-reduces the gradients); the attack runs on `model` itself, so ranks never wait on each other's
-    per-sample step counts. Returns the strategy, x_adv, the per-sample loss and the logits on x_adv.
+    per-sample step counts. `final_eps` projects x_adv onto that L∞ ball around x before the loss (the
+    strategy's own budgets shape only the attack path; `Recipe.final_clip`). Returns the strategy, x_adv,
+    the per-sample loss and the logits on x_adv.
     """
     strategy = policy.strategy(model, x, y)
     with train_mode(model, attack_train_mode), autocast(x.device, amp_dtype):
         x_adv = defense.attack(model, x, y, strategy)
+    if final_eps is not None:  # x and x_adv are in [0, 1], so the projection stays there
+        x_adv = torch.min(torch.max(x_adv, x - final_eps), x + final_eps)
     optimizer.zero_grad(set_to_none=True)
     with autocast(x.device, amp_dtype), defense.perturb_weights(model, x, x_adv, y, strategy):
         loss, logits = defense.loss(train_model or model, x, x_adv, y, strategy)
         (scaler.scale(loss.mean()) if scaler else loss.mean()).backward()
     if scaler:
         scaler.unscale_(optimizer)  # the policy sees true gradients
-    policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), optimizer.param_groups[0]["lr"]))
+    group = optimizer.param_groups[0]
+    policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), group["lr"], group.get("base_lr"),
+                           group.get("weight_decay", 0.0)))
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -160,6 +166,8 @@ class Trainer:
                                              if name.endswith(("running_mean", "running_var"))]
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                          weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        for group in self.optimizer.param_groups:  # what policies scale their own LR by (Feedback.base_lr)
+            group["base_lr"] = recipe.lr
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader = Loader(d.train, recipe.batch_size, shuffle=True, augment=d.augment, drop_last=True,
                              device=self.device, seed=recipe.seed, rank=self.dist.rank,
@@ -280,7 +288,7 @@ class Trainer:
                 strategy, x_adv, loss, logits = adversarial_step(
                     model, x, y, recipe.policy, recipe.defense, self.optimizer, scaler=self.scaler,
                     amp_dtype=self.amp_dtype, attack_train_mode=recipe.attack_train_mode,
-                    train_model=self.train_model)
+                    final_eps=recipe.eps if recipe.final_clip else None, train_model=self.train_model)
                 if self.dist.enabled:  # ranks' BatchNorm statistics averaged: every rank attacks and validates
                     distributed.all_reduce_mean_(self._bn_stats)  # the same model, the one saved and resumed
                 recipe.policy.record(strategy)

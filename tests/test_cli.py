@@ -135,7 +135,8 @@ def test_awp_recipe_from_the_cli(tmp_path):
     assert record["step"] == 2 and record["mean_steps"] == 10
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["recipe"]["defense_config"] == {
-        "defense": "PGDAT", "defense_config": {"label_smoothing": 0.0, "random_start": True}, "gamma": 0.01,
+        "defense": "PGDAT", "defense_config": {"label_smoothing": 0.0, "random_start": True, "true_prob": None},
+        "gamma": 0.01,
         "warmup": 0}
 
 

@@ -180,3 +180,59 @@ def test_the_trainer_applies_awp_and_its_warmup(tmp_path, digits_small):
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
     assert same(plain, zero) and same(plain, warm)
     assert not same(plain, awp)
+
+
+def test_true_prob_smoothing_is_the_las_at_codes_form():
+    """LAS-AT's `_label_smoothing(factor=0.7)`: true class 0.7, every other class 0.3/(C − 1)."""
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 1.0, 0.0, 0.0]])
+    y = torch.tensor([0, 3])
+    target = torch.full((2, 4), 0.3 / 3)
+    target[0, 0] = target[1, 3] = 0.7
+    by_hand = -(target * torch.log_softmax(logits, 1)).sum(1)
+    model = nn.Identity()
+    loss, _ = PGDAT(true_prob=0.7).loss(model, logits, logits, y, None)
+    torch.testing.assert_close(loss, by_hand)
+    assert PGDAT(true_prob=0.7).smoothing(10) == pytest.approx(1 / 3)  # CIFAR-10: torch's ε = 1/3
+    assert PGDAT(true_prob=0.7).smoothing(100) == pytest.approx(0.3 * 100 / 99)
+    torch_form, _ = PGDAT(label_smoothing=0.3).loss(model, logits, logits, y, None)
+    assert not torch.allclose(torch_form, by_hand)  # torch's 0.3 gives the true class 0.775, not 0.7
+    with pytest.raises(InvalidValueError, match="both given"):
+        PGDAT(label_smoothing=0.1, true_prob=0.7)
+
+
+def test_trades_with_a_ce_inner_attack_attacks_the_labels_from_a_uniform_start():
+    trades = TRADES(inner="ce")
+    x, y = torch.rand(4, 2, 1, 1, dtype=torch.float64), torch.tensor([0, 1, 0, 1])
+    model = _linear([[1.0, -2.0], [0.5, 1.0]])
+    assert torch.equal(trades.attack_target(model, x, y), y) and trades.start_std is None
+    s = Strategy.uniform(4, 8 / 255, 2 / 255, 0)
+    s.steps[:] = 1
+    torch.manual_seed(0)
+    x_adv = trades.attack(model, x, y, s)
+    torch.manual_seed(0)
+    expected = pgd(model, x, y, s)  # CE-PGD, uniform start: the same draw
+    torch.testing.assert_close(x_adv, expected)
+    assert TRADES().attack_loss is kl_divergence and TRADES(inner="ce").config()["inner"] == "ce"
+
+
+def test_the_final_clip_keeps_the_training_perturbation_in_the_recipe_ball(tmp_path, digits_small):
+    """LAS-AWP / ECAS-AWP: the attack may use 15/255; the loss only ever sees x_adv within 8/255."""
+    seen = []
+
+    class Spy(PGDAT):
+        def loss(self, model, x, x_adv, y, strategy):
+            seen.append(((x_adv - x).abs().amax().item(), strategy.eps.max().item()))
+            return super().loss(model, x, x_adv, y, strategy)
+
+    for clip in (False, True):
+        seen.clear()
+        recipe = Recipe(name="c", model="cifar_small_cnn", model_kwargs={"width": 4}, dataset="digits", val_size=64,
+                        policy=Fixed(eps=15 / 255, step_size=8 / 255, steps=3), defense=Spy(), eps=8 / 255,
+                        epochs=1, batch_size=64, val_steps=1, final_clip=clip)
+        Trainer(recipe, tmp_path / str(clip), data=digits_small, progress=False, device="cpu").fit()
+        distance = max(d for d, _ in seen)
+        assert max(e for _, e in seen) == pytest.approx(15 / 255)  # the strategy picked 15/255
+        if clip:
+            assert distance <= 8 / 255 + 1e-6 and distance == pytest.approx(8 / 255, abs=1e-6)
+        else:
+            assert distance > 8 / 255 + 1e-3

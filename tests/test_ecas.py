@@ -65,11 +65,11 @@ def test_linear_fixed_and_cyclic_batch_schedules():
     assert seen == pytest.approx([SPACE[i % 10] for i in range(14)])  # one step per batch, across epochs
 
 
-def test_entropy_routing():
+def test_entropy_routing_per_sample_in_eval_mode():
     kinds = ["high"] * 3 + ["low"] * 300 + ["mid"] * 4
     model, x, y = _batch(kinds)
     model.train()
-    p = CyclicEntropyECAS(seed=1)
+    p = CyclicEntropyECAS(seed=1, entropy_mode="eval", big_eps="sample")
     p.start_epoch(4, 10)  # base 7/255
     s = p.strategy(model, x, y)
     assert model.training and model.bn.num_batches_tracked == 0  # mode restored, BN untouched
@@ -83,6 +83,55 @@ def test_entropy_routing():
     assert s.steps.tolist() == [10] * len(kinds) and s.steps.device.type == "cpu"
     assert s.steps.dtype == torch.long
     assert s.step_size.tolist() == pytest.approx([2 * (7 / 255) / 10] * len(kinds))  # code: eps/iters*2
+
+
+class BNDropoutNet(nn.Module):
+    """Logits = Dropout(BN(500·x)): in eval mode (running mean 0, var 1) the logits are huge, so the entropy
+    is ≈ 0; in train mode BN standardizes them over the batch and dropout zeroes half: a high entropy."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn, self.drop = nn.BatchNorm1d(10, affine=False), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.bn(500 * x.flatten(1)))
+
+
+def test_code_routing_uses_train_mode_entropy_and_one_big_eps_per_batch():
+    torch.manual_seed(0)
+    model, x = BNDropoutNet(), torch.rand(64, 10, 1, 1)
+    model.eval()  # the trainer's mode, restored after
+    code = CyclicEntropyECAS(h_high=1.2, h_low=0.5, seed=4)  # defaults: entropy_mode="train", big_eps="batch"
+    code.start_epoch(4, 10)  # base 7/255
+    torch.manual_seed(5)
+    s = code.strategy(model, x, None)
+    assert not model.training and model.bn.num_batches_tracked == 1  # ran in train mode: BN moved, as the code
+    model.bn.reset_running_stats()
+    torch.manual_seed(5)  # the same dropout mask: the code's entropy, by hand
+    with torch.no_grad():
+        h = torch.distributions.Categorical(logits=model.train()(x)).entropy()
+    model.eval()
+    high, low = h > 1.2, h < 0.5
+    assert high.any() and (~high & ~low).any()
+    expected = torch.where(high, 3 / 255, torch.where(low, s.eps, 7 / 255))
+    assert torch.allclose(s.eps, expected) and torch.equal(s.extras["adjusted"], high | low)
+    if low.any():
+        assert len(set(s.eps[low].tolist())) == 1  # one big eps for the whole batch
+    model.bn.reset_running_stats()  # mean 0, var 1: eval-mode logits are 500·x, the entropy ≈ 0
+    evaluated = CyclicEntropyECAS(h_high=1.2, h_low=0.5, seed=4, entropy_mode="eval")
+    evaluated.start_epoch(4, 10)
+    e = evaluated.strategy(model, x, None)
+    assert model.bn.num_batches_tracked == 0  # eval mode: BN untouched
+    assert e.extras["adjusted"].float().mean() > 0.9 and (e.eps[e.extras["adjusted"]] >= 10 / 255).all()
+    assert not torch.equal(e.eps, s.eps)
+
+
+def test_one_big_eps_per_batch_varies_across_batches():
+    model, x, y = _batch(["low"] * 50)
+    p = CyclicEntropyECAS(seed=2, big_options=(8 / 255, 9 / 255))  # ECAS-TRADES's {8, 9}
+    draws = [p.strategy(model, x, y).eps for _ in range(20)]
+    assert all(len(set(d.tolist())) == 1 for d in draws)
+    assert {round(d[0].item() * 255) for d in draws} == {8, 9}
 
 
 def test_thresholds_and_no_entropy():
@@ -107,11 +156,11 @@ def test_mean_entropy():
 @pytest.mark.parametrize("scheduler", ["cyclic", "cyclic-batch"])
 def test_state_dict_round_trip(scheduler):
     model, x, y = _batch(["low"] * 64 + ["high", "mid"])
-    a = CyclicEntropyECAS(scheduler=scheduler, seed=3)
+    a = CyclicEntropyECAS(scheduler=scheduler, seed=3, big_eps="sample")
     a.start_epoch(6, 10)
     for _ in range(3):
         a.strategy(model, x, y)
-    b = CyclicEntropyECAS(scheduler=scheduler, seed=99)
+    b = CyclicEntropyECAS(scheduler=scheduler, seed=99, big_eps="sample")
     b.load_state_dict({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in a.state_dict().items()})
     b.load_local_state_dict({"rng": a.local_state_dict()["rng"].clone()})  # the generator is per rank
     assert "rng" not in a.state_dict()
@@ -119,7 +168,7 @@ def test_state_dict_round_trip(scheduler):
         sa, sb = a.strategy(model, x, y), b.strategy(model, x, y)
         assert torch.equal(sa.eps, sb.eps) and torch.equal(sa.extras["adjusted"], sb.extras["adjusted"])
         assert torch.equal(sa.step_size, sb.step_size)
-    c = CyclicEntropyECAS(scheduler=scheduler, seed=99)  # a different seed must differ: the state matters
+    c = CyclicEntropyECAS(scheduler=scheduler, seed=99, big_eps="sample")  # a different seed must differ: the state matters
     c.start_epoch(6, 10)
     assert not torch.equal(c.strategy(model, x, y).eps, a.strategy(model, x, y).eps)
 

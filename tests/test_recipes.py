@@ -53,9 +53,15 @@ def test_defense_recipes_state_the_published_settings(stem, defense, inner, gamm
         assert [r.schedule(e / 200) for e in (98, 99, 148, 149)] == pytest.approx([1, 0.1, 0.1, 0.01])
 
 
+# (robust weight, clean weight, k, strategy momentum, LR follows the target) per script of the LAS-AT code
+LAS_CODE = {"las_at_wrn34_cifar10": (4.0, 2.0, 20, 0.0, False), "las_trades_wrn34_cifar10": (8.0, 4.0, 1, 0.9, True),
+            "las_awp_wrn34": (1.0, 1.0, 1, 0.0, True), "las_awp_wrn34_cifar100": (4.0, 2.0, 10, 0.9, True),
+            "las_awp_prn18_tinyimagenet": (8.0, 2.0, 10, 0.0, True)}
+
+
 @pytest.mark.parametrize("stem,policy,defense,low,high,epochs", [
     ("las_at_wrn34_cifar10", "LearnedLAS", "PGDAT", 3, 15, 200),
-    ("las_trades_wrn34_cifar10", "LearnedLAS", "TRADES", 3, 15, 76),
+    ("las_trades_wrn34_cifar10", "LearnedLAS", "TRADES", 5, 9, 76),
     ("las_awp_wrn34", "LearnedLAS", "AWP", 7, 15, 200),
     ("las_awp_wrn34_cifar100", "LearnedLAS", "AWP", 7, 15, 200),
     ("las_awp_prn18_tinyimagenet", "LearnedLAS", "AWP", 7, 15, 200),
@@ -68,10 +74,14 @@ def test_adaptive_policy_recipes(stem, policy, defense, low, high, epochs):
     space = r.policy.eps_options if policy == "LearnedLAS" else r.policy.eps_space
     assert (round(min(space) * 255), round(max(space) * 255)) == (low, high)
     if policy == "LearnedLAS":
-        assert (r.policy.alpha, r.policy.beta, r.policy.lr, r.policy.update_every, r.policy.baseline) == (
-            2.0, 4.0, 1e-3, 40, False)
-        assert r.policy.backbone == "cifar_resnet18"
-        assert (r.policy.beta_options is not None) == (defense == "TRADES")
+        p = r.policy
+        assert (p.alpha, p.beta, p.update_every, p.momentum, p.follow_target_lr) == LAS_CODE[stem]
+        assert (p.lr, p.grad_clip, p.baseline, p.reward_form, p.hidden) == (1e-4, 1.0, False, "code", None)
+        assert p.backbone == "cifar_resnet18"
+        assert (p.beta_options is not None) == (defense == "TRADES")
+    assert r.final_clip is (defense == "AWP")  # LAS-AWP and ECAS-AWP train on delta clamped to 8/255
+    if defense == "PGDAT":
+        assert r.defense.true_prob == 0.7  # the LAS-AT / ECAS code's label smoothing
     assert "Reported" in r.description and "AA" in r.description
 
 
@@ -82,4 +92,5 @@ def test_saat_recipes(stem, defense, rho, eps_max):
     assert type(r.policy).__name__ == "LossConstrainedSAAT" and type(r.defense).__name__ == defense
     assert (r.policy.rho, r.policy.eps_max, r.policy.tau, r.policy.step_size, r.policy.steps_per_budget) == (
         rho, eps_max, 2 / 255, 2 / 255, 3)
+    assert (r.policy.mode, r.policy.base_eps, r.policy.base_steps) == ("up", 8 / 255, 10)  # Table 1: SAAT_up
     assert r.model == "cifar_preact_resnet18" and "Reported" in r.description

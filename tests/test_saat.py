@@ -66,7 +66,7 @@ MEANS = [0.40, 0.505, 0.52, 0.535, 0.56, 0.62]
 def test_each_sample_stops_at_the_first_budget_reaching_rho():
     """α = τ/K: after s steps the perturbation is s·α, so the budget is the first level k with loss ≥ ρ."""
     model, (x, y) = Margin(), _images(MEANS)
-    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.12, tau=0.03, step_size=0.01, steps_per_budget=3)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.12, tau=0.03, step_size=0.01, steps_per_budget=3, mode="both")
     s = policy.strategy(model, x, y)
     x_adv = PGDAT().attack(model, x, y, s)
     # needed perturbation 100(m − 0.5) + 0.5413 in units of 0.01 → steps s* = ⌈·⌉, budget level k = ⌈s*/3⌉
@@ -85,7 +85,7 @@ def test_each_sample_stops_at_the_first_budget_reaching_rho():
 def test_loss_is_checked_after_every_step_not_only_after_k():
     """A sample that passes ρ at step 1 of a budget stops there (Algorithm 1, line 11), not after K steps."""
     model, (x, y) = Margin(), _images([0.505, 0.525, 0.545])  # need a perturbation ≥ 0.0104, 0.0304, 0.0504
-    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.02, step_size=0.02, steps_per_budget=3)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.02, step_size=0.02, steps_per_budget=3, mode="both")
     s = policy.strategy(model, x, y)
     PGDAT().attack(model, x, y, s)
     # α = τ: each budget's first step reaches its edge, so the sample stops at step 1 of its first good budget
@@ -97,7 +97,7 @@ def test_never_exceeds_eps_max():
     """ε_max = 0.1 is no multiple of τ = 0.03: the last budget is 0.1, not 0.12, and never more."""
     means = [0.59, 0.6, 0.9]  # 0.59 reaches ρ at step 10 (budget 0.1), 0.6 and 0.9 never
     model, (x, y) = Margin(), _images(means)
-    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.03, step_size=0.01, steps_per_budget=3)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.03, step_size=0.01, steps_per_budget=3, mode="both")
     s = policy.strategy(model, x, y)
     x_adv = PGDAT().attack(model, x, y, s)
     dist = (x_adv - x).abs().flatten(1).amax(1)
@@ -127,7 +127,7 @@ def test_per_sample_eps_max_tau_and_k():
 
 def test_samples_already_past_rho_are_untouched():
     model, (x, y) = Margin(), _images([0.3, 0.45, 0.52])
-    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.02, step_size=0.02, steps_per_budget=3)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.1, tau=0.02, step_size=0.02, steps_per_budget=3, mode="both")
     s = policy.strategy(model, x, y)
     x_adv = PGDAT().attack(model, x, y, s)
     assert torch.equal(x_adv[:2], x[:2]) and not torch.equal(x_adv[2], x[2])
@@ -144,7 +144,7 @@ def test_cost_follows_the_steps_taken():
     """Rows the model sees: the clean check (B), then per budget level, for the samples still searching,
     K gradient passes and one no-grad loss check; not B × (levels·(K+1)) as without the active set."""
     model, (x, y) = Margin(), _images(MEANS)
-    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.12, tau=0.03, step_size=0.01, steps_per_budget=3)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.12, tau=0.03, step_size=0.01, steps_per_budget=3, mode="both")
     s = policy.strategy(model, x, y)
     PGDAT().attack(model, x, y, s)
     levels = [_by_hand(m, 0.03, 0.01, 3, 0.12)[3] for m in MEANS]  # 0, 1, 1, 2, 3, 4
@@ -159,7 +159,7 @@ def test_cost_follows_the_steps_taken():
 def test_no_random_start_and_no_parameter_gradients(tiny_net):
     torch.manual_seed(0)
     x, y = torch.rand(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 4, (6,))
-    policy = LossConstrainedSAAT(rho=2.0, eps_max=16 / 255, tau=4 / 255, step_size=4 / 255, steps_per_budget=2)
+    policy = LossConstrainedSAAT(rho=2.0, eps_max=16 / 255, tau=4 / 255, step_size=4 / 255, steps_per_budget=2, mode="both")
     runs = []
     for _ in range(2):
         s = policy.strategy(tiny_net, x, y)
@@ -173,7 +173,7 @@ def test_runs_as_the_search_of_pgdat_and_trades(tiny_net):
     torch.manual_seed(0)
     x, y = torch.rand(8, 3, 8, 8, dtype=torch.float64), torch.randint(0, 4, (8,))
     for defense, rho in ((PGDAT(), 2.0), (TRADES(), 0.01)):
-        policy = LossConstrainedSAAT(rho=rho, eps_max=16 / 255, tau=4 / 255, step_size=4 / 255, steps_per_budget=2)
+        policy = LossConstrainedSAAT(rho=rho, eps_max=16 / 255, tau=4 / 255, step_size=4 / 255, steps_per_budget=2, mode="both")
         s = policy.strategy(tiny_net, x, y)
         x_adv = defense.attack(tiny_net, x, y, s)
         dist = (x_adv - x).abs().flatten(1).amax(1)
@@ -187,7 +187,7 @@ def test_runs_as_the_search_of_pgdat_and_trades(tiny_net):
 
 
 def test_trains_two_epochs_under_the_trainer(tmp_path, digits_small):
-    policy = LossConstrainedSAAT(rho=1.0, eps_max=32 / 255, tau=8 / 255, step_size=8 / 255)
+    policy = LossConstrainedSAAT(rho=1.0, eps_max=32 / 255, tau=8 / 255, step_size=8 / 255, mode="both")
     recipe = Recipe(name="s", model="cifar_small_cnn", model_kwargs={"width": 8}, dataset="digits", val_size=64,
                     policy=policy, eps=32 / 255, epochs=2, batch_size=64, lr=0.05, val_steps=2)
     Trainer(recipe, tmp_path, data=digits_small, progress=False, device="cpu").fit()
@@ -201,18 +201,53 @@ def test_trains_two_epochs_under_the_trainer(tmp_path, digits_small):
 
 
 def test_config_round_trips():
-    kwargs = dict(rho=1.7, eps_max=14 / 255, tau=2 / 255, step_size=2 / 255, steps_per_budget=3)
+    kwargs = dict(rho=1.7, eps_max=14 / 255, tau=2 / 255, step_size=2 / 255, steps_per_budget=3, mode="both",
+                  base_eps=8 / 255, base_step_size=2 / 255, base_steps=10)
     assert LossConstrainedSAAT(**kwargs).config() == kwargs
     s = LossConstrainedSAAT(**kwargs).strategy(None, torch.zeros(4, 3, 2, 2), torch.zeros(4, dtype=torch.long))
     assert s.search is sa_pgd and s.steps.tolist() == [3] * 4 and s.steps.device.type == "cpu"
     assert s.extras["rho"].tolist() == pytest.approx([1.7] * 4) and s.eps.tolist() == pytest.approx([14 / 255] * 4)
 
 
+def test_saat_up_keeps_the_standard_attack_and_strengthens_exactly_the_samples_below_rho():
+    """Margin model, y = 0: a pixel step of α lowers the mean by α. Base PGD-2 at 0.02 (steps 0.01, from x so
+    that it is hand-computable): every sample ends 0.02 darker; those whose loss there is still < ρ grow by
+    τ = 0.03 per level (3 steps of 0.01) up to ε_max = 0.11 (levels 0.05, 0.08, 0.11)."""
+    model, (x, y) = Margin(), _images(MEANS)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.11, tau=0.03, step_size=0.01, steps_per_budget=3,
+                                 base_eps=0.02, base_step_size=0.01, base_steps=2)
+    assert policy.mode == "up"  # the default: the Table 1 rows
+    s = policy.strategy(model, x, y)
+    x_adv = PGDAT(random_start=False).attack(model, x, y, s)
+    # needed darkening 100(m − 0.5) + 0.5413 (in 0.01): 0.40 → none (past ρ at x), 0.505 → 1.04, 0.52 → 2.54,
+    # 0.535 → 4.04, 0.56 → 6.54, 0.62 → 12.54 (beyond ε_max)
+    delta = (x - x_adv).flatten(1).mean(1)
+    assert (delta >= 0.02 - 1e-9).all()  # every sample at least at the standard attack's point
+    assert s.eps.tolist() == pytest.approx([0.02, 0.02, 0.05, 0.05, 0.08, 0.11])
+    assert s.steps.tolist() == [2, 2, 3, 5, 7, 11]  # 2 base steps + the ones SA-PGD took
+    assert delta.tolist() == pytest.approx([0.02, 0.02, 0.03, 0.05, 0.07, 0.11])
+    assert s.extras["reached"].tolist() == [True, True, True, True, True, False]
+    assert ((x - x_adv).abs().flatten(1).amax(1) <= 0.11 + 1e-9).all()  # never past ε_max
+
+
+def test_saat_down_never_exceeds_the_base_budget():
+    model, (x, y) = Margin(), _images(MEANS)
+    policy = LossConstrainedSAAT(rho=RHO, eps_max=0.12, tau=0.03, step_size=0.01, steps_per_budget=3, mode="down",
+                                 base_eps=0.06)
+    s = policy.strategy(model, x, y)
+    x_adv = PGDAT().attack(model, x, y, s)
+    assert ((x - x_adv).abs().flatten(1).amax(1) <= 0.06 + 1e-9).all()
+    assert s.eps.tolist() == pytest.approx([0.0, 0.03, 0.03, 0.06, 0.06, 0.06])  # easy ones get less, or none
+    assert s.steps.tolist() == [0, 2, 3, 5, 6, 6]
+    assert torch.equal(x_adv[0], x[0])  # already past ρ at x: untouched
+
+
 @pytest.mark.parametrize("kwargs,name", [({"rho": 0}, "rho=0"), ({"rho": float("nan")}, "rho=nan"),
                                          ({"eps_max": 2}, "eps_max=2"), ({"eps_max": 0}, "eps_max=0"),
                                          ({"tau": 0}, "tau=0"), ({"tau": -0.1}, "tau=-0.1"),
                                          ({"steps_per_budget": 0}, "steps_per_budget=0"),
-                                         ({"steps_per_budget": 1.5}, "steps_per_budget=1.5")])
+                                         ({"steps_per_budget": 1.5}, "steps_per_budget=1.5"),
+                                         ({"mode": "sideways"}, "mode='sideways'"), ({"base_steps": 0}, "base_steps=0")])
 def test_bad_settings(kwargs, name):
     with pytest.raises(InvalidValueError, match=name) as info:
         LossConstrainedSAAT(**kwargs)

@@ -5,6 +5,12 @@ while ε < ε_max: ε ← ε + τ, then for k = 1..K: x' ← Π_ε(x' + α·sign
 ℓ(f(x'), y) ≥ ρ. So the loss is checked after every PGD step (Algorithm 1, lines 10-11: the check sits inside
 the `for k` loop), not only after the K steps of a budget, and there is no random start (line 3: x' ← x).
 Here ε is capped at ε_max (min(ε + τ, ε_max)); the paper's loop could overshoot it when τ does not divide it.
+
+`base=(ε₀, α₀, K₀)` is SAAT_up (paper §4.3, and the code behind Table 1's rows): every sample first gets the
+standard attack, PGD-K₀ at ε₀ with steps α₀ and a random start; only samples whose loss there is below ρ
+go on, from that point, with budgets ε₀ + τ, ε₀ + 2τ, ... up to ε_max (the stored SAAT file, a fork of
+`csdongxian/AWP` `AT_AWP/train_cifar10.py` named `cifar_model_AWP_SAAT_max9_min17`: `sa_pgd` starts its eps at
+8/255, selects loss < 1.7, adds 2/255 per level, 3 steps each, checking after every step).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidValueError
 from ..strategy import Strategy
-from .pgd import LossFn, cross_entropy, fp16_autocast, frozen_parameters, random_like, to_device
+from .pgd import LossFn, cross_entropy, fp16_autocast, frozen_parameters, pgd, random_like, to_device
 
 _TOL = 1e-6  # relative: a budget within this of ε_max is ε_max (k·τ rounding)
 
@@ -30,8 +36,13 @@ def _levels(eps_max: Tensor, tau: Tensor) -> int:
 
 
 def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, loss: LossFn = cross_entropy,
-           start_std: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """Strength-adaptive PGD (SAAT Algorithm 1); returns x_adv in [0,1], in the order of `x`.
+           start_std: float | None = None, generator: torch.Generator | None = None,
+           base: tuple[float, float, int] | None = None, random_start: bool = True) -> Tensor:
+    """Strength-adaptive PGD (SAAT Algorithm 1; with `base`, SAAT_up); returns x_adv in [0,1], in the order of `x`.
+
+    With `base=(ε₀, α₀, K₀)` every sample first gets PGD-K₀ at ε₀ (step α₀, the defense's random start) and
+    is left there unless its loss is below ρ (`random_start=False`: that attack starts at x); those continue with budgets ε₀ + τ, ... ≤ ε_max as below, and
+    the budgets and steps written back count the standard attack too (ε₀ and K₀ at the least).
 
     Reads from `strategy`: `eps` = ε_max, `step_size` = α, `steps` = K (steps per budget) and
     `extras["tau"]` = τ, `extras["rho"]` = ρ, all per sample. A sample whose loss at the clean point is
@@ -69,17 +80,26 @@ def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, l
     k_max = int(k_cpu.max()) if b else 0
     scale = 2.0 ** 12 if fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
 
-    x_adv = x.clone()
-    eps_used = torch.zeros(b, device=x.device, dtype=x.dtype)
-    steps_used = torch.zeros(b, device=x.device, dtype=torch.long)
-    with torch.no_grad():  # Algorithm 1, line 4: the clean point
-        reached = loss(model(x), target).detach().to(x.dtype) >= rho if b else torch.zeros(0, dtype=torch.bool)
+    start = torch.zeros(b, device=x.device, dtype=x.dtype)
+    if base is None:  # Algorithm 1 from x itself
+        x_adv = x.clone()
+        steps_used = torch.zeros(b, device=x.device, dtype=torch.long)
+    else:  # SAAT_up: the standard attack first, for every sample
+        base_eps, base_step, base_steps = base
+        start = start + base_eps
+        x_adv = pgd(model, x, target, Strategy.uniform(b, base_eps, base_step, base_steps, x.device), loss=loss,
+                    start_std=start_std, generator=generator, random_start=random_start)
+        steps_used = torch.full((b,), int(base_steps), device=x.device, dtype=torch.long)
+    eps_used = start.clone()
+    with torch.no_grad():  # Algorithm 1, line 4: the starting point (x, or the standard attack's x_adv)
+        reached = loss(model(x_adv), target).detach().to(x.dtype) >= rho if b else torch.zeros(0, dtype=torch.bool)
     k_dev = to_device(k_cpu, x.device)
-    levels = _levels(eps_max, tau) if b and k_max else 0
-    active = (~reached & (k_dev > 0) & (eps_max > 0)).nonzero().squeeze(1) if levels else x.new_zeros(0).long()
-    if start_std is not None and active.numel():
-        start = x[active]
-        x_adv.index_copy_(0, active, (start + start_std * random_like(start, torch.randn, generator)).clamp(0.0, 1.0))
+    levels = _levels((eps_max - start).clamp(min=0.0), tau) if b and k_max else 0
+    grows = (eps_max > start * (1 + _TOL)) & (k_dev > 0)
+    active = (~reached & grows).nonzero().squeeze(1) if levels else x.new_zeros(0).long()
+    if start_std is not None and base is None and active.numel():
+        begin = x[active]
+        x_adv.index_copy_(0, active, (begin + start_std * random_like(begin, torch.randn, generator)).clamp(0.0, 1.0))
 
     with frozen_parameters(model):  # input gradients only (see pgd.frozen_parameters)
         for level in range(1, levels + 1):
@@ -87,7 +107,7 @@ def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, l
                 break
             x0, tgt, r, k_a = x[active], target[active], rho[active], k_dev[active]
             a, cap = alpha[active].view(shape), eps_max[active]
-            grown = level * tau[active]
+            grown = start[active] + level * tau[active]
             last = grown >= cap * (1 - _TOL)  # this level's budget is ε_max
             eps = torch.where(last, cap, grown)
             lo, hi = (x0 - eps.view(shape)).clamp(min=0.0), (x0 + eps.view(shape)).clamp(max=1.0)

@@ -41,7 +41,8 @@ class Defense:
         """The inner maximization on this defense's attack loss: per-sample PGD, or the strategy's search."""
         target = self.attack_target(model, x, y)
         if strategy.search is not None:
-            return strategy.search(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std)
+            return strategy.search(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std,
+                                   random_start=self.random_start)
         return pgd(model, x, target, strategy, loss=self.attack_loss, start_std=self.start_std,
                    random_start=self.random_start)
 

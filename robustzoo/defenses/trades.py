@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks.pgd import as_float
+from ..attacks.pgd import as_float, cross_entropy
 from ..errors import InvalidValueError
 from ..strategy import Strategy
 from .base import Defense, register_defense
@@ -23,17 +23,26 @@ class TRADES(Defense):
     """min_w CE(f(x), y) + β·KL(f(x) ‖ f(x_adv)); the attack maximizes the KL from x + 0.001·N(0, 1).
 
     A strategy may carry a per-sample `beta` in `strategy.extras` (LAS-TRADES); otherwise `beta` is used.
-    With the `Fixed(eps=0.031, step_size=0.007, steps=10)` policy this is the original algorithm.
+    With the `Fixed(eps=0.031, step_size=0.007, steps=10)` policy this is the original algorithm
+    (`yaodongyu/TRADES` `trades.py:27-37, 79-83`). `inner="ce"` makes the inner attack CE-PGD from a uniform
+    start instead, as ECAS-TRADES on CIFAR-10 does (`huizhg/ECAS` `TRADES/train_trades_cifar10_entropy.py:146-164`).
     """
 
     attack_loss = staticmethod(kl_divergence)
 
-    def __init__(self, beta: float = 6.0, start_std: float = 0.001):
+    def __init__(self, beta: float = 6.0, start_std: float = 0.001, inner: str = "kl"):
         if beta < 0:
             raise InvalidValueError(f"beta={beta!r}; expected beta >= 0")
-        self.beta, self.start_std = float(beta), float(start_std)
+        if inner not in ("kl", "ce"):
+            raise InvalidValueError(f"inner={inner!r}; expected kl (TRADES) or ce (CE-PGD, uniform start)")
+        self.beta, self.inner = float(beta), inner
+        self.start_std = float(start_std) if inner == "kl" else None
+        if inner == "ce":
+            self.attack_loss = cross_entropy
 
     def attack_target(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if self.inner == "ce":
+            return y
         with torch.no_grad():
             return F.softmax(as_float(model(x)), 1)
 
@@ -47,4 +56,4 @@ class TRADES(Defense):
         return natural + beta * robust, logits_adv
 
     def config(self) -> dict[str, Any]:
-        return {"beta": self.beta, "start_std": self.start_std}
+        return {"beta": self.beta, "start_std": self.start_std, "inner": self.inner}

@@ -43,7 +43,7 @@ class PreActResNet(nn.Module):
         self.layers = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(512)
         self.num_features, self.in_chans = 512, in_chans  # timm's attributes (export, data config)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(512, num_classes) if num_classes else nn.Identity()  # 0: pooled features (timm)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn(self.layers(self.conv1(x))))

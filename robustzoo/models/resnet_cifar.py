@@ -41,7 +41,7 @@ class ResNetCifar(nn.Module):
                 in_planes = planes
         self.layers = nn.Sequential(*stages)
         self.num_features, self.in_chans = 512, in_chans  # timm's attributes (export, data config)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(512, num_classes) if num_classes else nn.Identity()  # 0: pooled features (timm)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.layers(F.relu(self.bn1(self.conv1(x))))

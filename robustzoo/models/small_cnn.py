@@ -20,7 +20,7 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*_conv(in_chans, width, 1), *_conv(width, 2 * width, 2),
                                       *_conv(2 * width, 4 * width, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.num_features, self.in_chans = 4 * width, in_chans  # timm's attributes (export, data config)
-        self.fc = nn.Linear(4 * width, num_classes)
+        self.fc = nn.Linear(4 * width, num_classes) if num_classes else nn.Identity()  # 0: pooled features (timm)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))

@@ -50,7 +50,7 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_planes)
         self.num_features, self.in_chans = in_planes, in_chans  # timm's attributes (export, data config)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.fc = nn.Linear(in_planes, num_classes) if num_classes else nn.Identity()  # 0: pooled features (timm)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn(self.blocks(self.conv1(x))))

@@ -32,7 +32,10 @@ def create_policy(name: str, **kwargs: Any) -> "AttackPolicy":
 class Feedback:
     """What a policy may learn from in a training step (LAS-AT's reward is built from it).
 
-    `loss` is the per-sample training loss L1 on x_adv; `lr` the target's current learning rate.
+    `loss` is the per-sample training loss L1 on x_adv; `lr` the target's current learning rate and
+    `base_lr` the recipe's (None outside the trainer), so a policy can follow the target's schedule.
+    The model's parameters hold w, their `.grad` the step's gradient, their optimizer's weight decay in
+    `weight_decay`.
     """
 
     model: nn.Module
@@ -42,6 +45,8 @@ class Feedback:
     strategy: Strategy
     loss: Tensor
     lr: float
+    base_lr: float | None = None
+    weight_decay: float = 0.0
 
 
 class AttackPolicy:

@@ -1,7 +1,19 @@
 """`CyclicEntropyECAS`: ECAS (Entropy-Guided Cyclical Adversarial Strategy, Zhang et al.).
 
 The batch eps cycles over an eps space once per epoch (Eq. 2); per sample, the entropy of the clean softmax
-overrides it (Algorithm 1): uncertain samples get the smallest eps, confident ones a random big one.
+overrides it (Algorithm 1): uncertain samples get the smallest eps, confident ones a big one.
+
+Read against `huizhg/ECAS` at 5b30080 (P10 = `PGD-AT/train_pgd_cifar10_entropy.py`, T10 = `TRADES/
+train_trades_cifar10_entropy.py`, A10 = `AWP/train_awp_cifar10_entropy.py`); defaults are the code's:
+
+| | paper | code | here |
+|---|---|---|---|
+| entropy forward | — | train mode, no grad (BN statistics move; P10:307-310, T10:299-302) | `entropy_mode="train"`, or `"eval"` |
+| big eps | random among the three largest | one `random.choice` per batch (P10:186-191): {10,11,12} PGD-AT, {8,9} TRADES (T10:183), {13,14,15} AWP (A10:360) | `big_eps="batch"` or `"sample"`; `big_options` (None: the three largest) |
+| step | — | 2·(cyclic eps)/iters for the whole batch (P10:195) | `step_size=None` |
+| spaces | Eq. 2 | 3..12 (P10:38), 5..9 (T10:42), 6..15 (A10:285); h 2.274 / 1.3 (P10:42-43) | recipes |
+| final δ | — | AWP clips to 8/255 (A10:562) | `Recipe.final_clip` |
+| TRADES attack | KL | CE-PGD from a uniform start on CIFAR-10 (T10:146-164) | `TRADES(inner="ce")` |
 """
 from __future__ import annotations
 
@@ -56,12 +68,15 @@ class CyclicEntropyECAS(AttackPolicy):
     batch (routed samples keep the batch's step). The entropy is computed in eval mode (BN running
     statistics untouched; the trainer's mode is restored); the authors' code ran it in train mode.
     `adjusted` marks samples the entropy rule routed (their eps may coincide with the scheduled one).
-    The big eps is drawn per sample (the authors' code draws one per batch).
+    The entropy forward runs in train mode as in the code (`entropy_mode="eval"`: BN running statistics
+    untouched, the trainer's mode restored either way); the big eps is one draw per batch as in the code
+    (`big_eps="sample"`: per sample), from `big_options` (None: the three largest of `eps_space`).
     """
 
     def __init__(self, eps_space: Sequence[float] = PGD_AT_SPACE, scheduler: str = "cyclic",
                  h_high: float | None = None, h_low: float | None = None, steps: int = 10,
-                 step_size: float | None = None, fixed_eps: float = 8 / 255, entropy: bool = True, seed: int = 0):
+                 step_size: float | None = None, fixed_eps: float = 8 / 255, entropy: bool = True, seed: int = 0,
+                 entropy_mode: str = "train", big_eps: str = "batch", big_options: Sequence[float] | None = None):
         if len(eps_space) == 0:
             raise InvalidValueError(f"eps_space={eps_space!r} is empty; expected at least one eps in (0, 1]")
         self.eps_space = sorted(check_eps(e, f"eps_space[{i}]") for i, e in enumerate(eps_space))
@@ -78,6 +93,15 @@ class CyclicEntropyECAS(AttackPolicy):
         self.step_size = None if step_size is None else check_eps(step_size, "step_size")
         self.fixed_eps = check_eps(fixed_eps, "fixed_eps")
         self.entropy, self.seed = bool(entropy), int(seed)
+        if entropy_mode not in ("train", "eval"):
+            raise InvalidValueError(f"entropy_mode={entropy_mode!r}; expected train (the code) or eval")
+        if big_eps not in ("batch", "sample"):
+            raise InvalidValueError(f"big_eps={big_eps!r}; expected batch (the code: one draw) or sample")
+        self.entropy_mode, self.big_eps = entropy_mode, big_eps
+        self.big_options = None if big_options is None else \
+            [check_eps(e, f"big_options[{i}]") for i, e in enumerate(big_options)]
+        if self.big_options is not None and not self.big_options:
+            raise InvalidValueError("big_options=[]; expected at least one eps (or None: the three largest)")
         self.batches = 0  # batches seen: the cycle index of "cyclic-batch"
         self.base_eps = self.schedule(0, 1)
         self._gen: torch.Generator | None = None
@@ -103,7 +127,7 @@ class CyclicEntropyECAS(AttackPolicy):
             if self._gen_state is not None and self._gen_state.numel() == self._gen.get_state().numel():
                 self._gen.set_state(self._gen_state)
             self._gen_state = None
-            self._big = torch.tensor(self.eps_space[-3:], device=device)
+            self._big = torch.tensor(self.big_options or self.eps_space[-3:], device=device)
         return self._gen
 
     def strategy(self, model: nn.Module, x: Tensor, y: Tensor) -> Strategy:
@@ -116,7 +140,7 @@ class CyclicEntropyECAS(AttackPolicy):
         adjusted = torch.zeros(n, dtype=torch.bool, device=x.device)
         if self.entropy:
             was = model.training
-            model.eval()
+            model.train(self.entropy_mode == "train")
             try:
                 with torch.no_grad():
                     h = softmax_entropy(model(x))
@@ -124,7 +148,9 @@ class CyclicEntropyECAS(AttackPolicy):
                 model.train(was)
             high, low = h > self.h_high, h < self.h_low
             gen = self._generator(x.device)
-            big = self._big[torch.randint(len(self._big), (n,), generator=gen, device=x.device)]
+            draws = torch.randint(len(self._big), (1 if self.big_eps == "batch" else n,), generator=gen,
+                                  device=x.device)
+            big = self._big[draws].expand(n)
             eps = torch.where(high, self.eps_space[0], torch.where(low, big, eps))
             adjusted = high | low
         return Strategy(eps=eps, step_size=torch.full((n,), step, device=x.device),
@@ -148,4 +174,5 @@ class CyclicEntropyECAS(AttackPolicy):
     def config(self) -> dict[str, Any]:
         return {"eps_space": list(self.eps_space), "scheduler": self.scheduler, "h_high": self.h_high,
                 "h_low": self.h_low, "steps": self.steps, "step_size": self.step_size,
-                "fixed_eps": self.fixed_eps, "entropy": self.entropy, "seed": self.seed}
+                "fixed_eps": self.fixed_eps, "entropy": self.entropy, "seed": self.seed,
+                "entropy_mode": self.entropy_mode, "big_eps": self.big_eps, "big_options": self.big_options}
