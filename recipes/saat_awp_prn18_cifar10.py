@@ -2,7 +2,7 @@
 
 LossConstrainedSAAT: ρ = 1.7, ε_max = 9/255, τ = α = 2/255, K = 3 (Sec. 4.1); on AT-AWP (γ 0.01) in the settings of Rice et al. that the SAAT paper follows: 200 epochs, SGD lr 0.1, momentum 0.9,
 weight decay 5e-4, lr ÷10 at epochs 100 and 150, crop(4) + flip; held-out 1,000 images for the best
-checkpoint. The search runs with the model in eval mode (samples leave the batch as they stop).
+checkpoint. The attacks run with the model in train mode, as the SAAT code (a fork of the AWP code) does.
 
 Reported (SAAT paper, Table 1, row AWP-SAAT_up (ε_max = 9, ρ = 1.7): clean 79.49, PGD-20 56.25, AA 50.67 (best checkpoint).
 
@@ -22,6 +22,7 @@ def recipe() -> Recipe:
                                    mode="up"),
         defense=AWP(PGDAT(), gamma=0.01),
         eps=8 / 255,
+        attack_train_mode=True,  # the SAAT code's attacks (the AWP code's) run in train mode
         epochs=200,
         batch_size=128,
         lr=0.1,

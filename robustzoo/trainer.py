@@ -84,7 +84,7 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
     """
     strategy = policy.strategy(model, x, y)
     with train_mode(model, attack_train_mode), autocast(x.device, amp_dtype):
-        x_adv = defense.attack(model, x, y, strategy)
+        x_adv = attacked = defense.attack(model, x, y, strategy)
     if final_eps is not None:  # x and x_adv are in [0, 1], so the projection stays there
         x_adv = torch.min(torch.max(x_adv, x - final_eps), x + final_eps)
     optimizer.zero_grad(set_to_none=True)
@@ -94,8 +94,8 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
     if scaler:
         scaler.unscale_(optimizer)  # the policy sees true gradients
     group = optimizer.param_groups[0]
-    policy.update(Feedback(model, x, y, x_adv, strategy, loss.detach(), group["lr"], group.get("base_lr"),
-                           group.get("weight_decay", 0.0)))
+    policy.update(Feedback(model, x, y, attacked, strategy, loss.detach(), group["lr"], group.get("base_lr"),
+                           group.get("weight_decay", 0.0)))  # the attack's own x_adv (LAS's R1: before the clip)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -397,6 +397,8 @@ class Trainer:
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
+        for group in self.optimizer.param_groups:  # checkpoints older than `base_lr` lack it
+            group["base_lr"] = self.recipe.lr
         if state.get("scaler"):
             self.scaler.load_state_dict(unflatten_state(state["scaler"], tensors))
         self.recipe.policy.load_state_dict(unflatten_state(state["policy"], tensors))

@@ -120,8 +120,12 @@ def test_code_reward_is_clamped_ce_plus_weighted_batch_accuracies():
     expected = min(max(ce, 0.0), 10.0) + 4.0 * 0.5 + 2.0 * 0.5  # eval PGD moves x by 1e-6: still 4/8 robust
     reward = las.reward(fb)
     assert reward.shape == (8,) and torch.allclose(reward, torch.full((8,), expected), atol=1e-5)
-    huge = Feedback(model, x, y, x_adv * 0 + 0.9, None, torch.zeros(8), 0.1)  # predicts 9: CE large
-    assert las.reward(huge)[0] <= 10.0 + 4.0 * 0.5 + 2.0 * 0.5 + 1e-6  # R1 clamped at r1_clip
+    robust_quarter = F.one_hot(torch.tensor([1, 2, 9, 9, 9, 9, 9, 9]), 10).float() * 5  # 2 of 8 right
+    las._worst_logits = lambda model, x, y: robust_quarter  # robust acc 0.25 ≠ clean 0.5: the weights tell apart
+    assert torch.allclose(las.reward(fb), torch.full((8,), min(ce, 10.0) + 4.0 * 0.25 + 2.0 * 0.5), atol=1e-5)
+    model.w.data.fill_(10.0)  # logits ×10: CE on x_adv ≈ 50 > 10
+    assert F.cross_entropy(model(x_adv), y).item() > 10
+    assert torch.allclose(las.reward(fb), torch.full((8,), 10.0 + 4.0 * 0.25 + 2.0 * 0.5), atol=1e-5)  # R1 clamped
     step = LearnedLAS(r1="step-loss", r1_clip=20.0)
     step.net = object()
     fb_loss = Feedback(model, x, y, x_adv, None, torch.full((8,), 30.0), 0.1)

@@ -93,4 +93,5 @@ def test_saat_recipes(stem, defense, rho, eps_max):
     assert (r.policy.rho, r.policy.eps_max, r.policy.tau, r.policy.step_size, r.policy.steps_per_budget) == (
         rho, eps_max, 2 / 255, 2 / 255, 3)
     assert (r.policy.mode, r.policy.base_eps, r.policy.base_steps) == ("up", 8 / 255, 10)  # Table 1: SAAT_up
+    assert r.attack_train_mode  # the SAAT code is a fork of the AWP code: attacks in train mode
     assert r.model == "cifar_preact_resnet18" and "Reported" in r.description

@@ -71,6 +71,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, digits_smal
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
     assert resumed.step == full.step
+    assert resumed.optimizer.param_groups[0]["base_lr"] == 0.05  # what policies following the LR read
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
 

@@ -32,7 +32,8 @@ def create_policy(name: str, **kwargs: Any) -> "AttackPolicy":
 class Feedback:
     """What a policy may learn from in a training step (LAS-AT's reward is built from it).
 
-    `loss` is the per-sample training loss L1 on x_adv; `lr` the target's current learning rate and
+    `x_adv` is the attack's output (before `Recipe.final_clip`; the loss saw the clipped one), `loss` the
+    per-sample training loss L1; `lr` the target's current learning rate and
     `base_lr` the recipe's (None outside the trainer), so a policy can follow the target's schedule.
     The model's parameters hold w, their `.grad` the step's gradient, their optimizer's weight decay in
     `weight_decay`.

@@ -65,8 +65,7 @@ class CyclicEntropyECAS(AttackPolicy):
     `h_high`/`h_low` (None: 2.274 / 1.3, the authors' CIFAR-10 values; CIFAR-100: 4.582 / 3.35) are the
     mean entropies of an untrained / well-trained model (see `mean_entropy`). `step_size=None` follows the
     authors' code: `alpha = epsilon / iters * 2`, i.e. 2·(scheduled eps)/steps for every sample of the
-    batch (routed samples keep the batch's step). The entropy is computed in eval mode (BN running
-    statistics untouched; the trainer's mode is restored); the authors' code ran it in train mode.
+    batch (routed samples keep the batch's step).
     `adjusted` marks samples the entropy rule routed (their eps may coincide with the scheduled one).
     The entropy forward runs in train mode as in the code (`entropy_mode="eval"`: BN running statistics
     untouched, the trainer's mode restored either way); the big eps is one draw per batch as in the code

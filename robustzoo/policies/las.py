@@ -21,7 +21,9 @@ Left different (said here so a reproduction knows): the code samples the trainin
 with the strategy net in eval mode, after each update (PGD:641-650, A10:803-813); here the sampled strategy
 trains the target and teaches θ (one attack per step). The code's R1 is a separate eval-mode forward of plain
 CE (`r1="eval-ce"`, default; `"step-loss"` reuses the training loss, as TR's TRADES R1 does). LAS-AWP clips the
-training perturbation to 8/255 (A10:815): `Recipe.final_clip`.
+training perturbation to 8/255 (A10:815): `Recipe.final_clip`; R1 then reads the attack's own x_adv (before
+the clip), as the code's, while ŵ steps from the gradient at the clipped one. The code's R2 attack runs the
+copy in train mode with 2 restarts, and ATI's heads read 2×2×512 features: both noted, not copied.
 """
 from __future__ import annotations
 

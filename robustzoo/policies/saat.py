@@ -4,8 +4,15 @@ below ρ get a larger budget, found by SA-PGD (SAAT paper, Algorithm 1; `robustz
 | mode | what each sample gets | paper |
 |---|---|---|
 | `"up"` (default) | the standard PGD-10 at 8/255 (2/255 steps, random start); if its loss is still < ρ, budgets 8/255 + τ, ... ≤ ε_max from there | SAAT_up, §4.3: the Table 1 rows (ε_max 14 and 9, ρ 1.7), and the stored SAAT code (`sapgd.py` docstring) |
-| `"down"` | Algorithm 1 from x, capped at the base 8/255: a sample already past ρ gets nothing, easy ones less than 8/255 | SAAT_down, §4.3 (Table 1: ε_max 8, ρ 1.5; 45.54 AA against 48.23) |
+| `"down"` | Algorithm 1 from x, capped at the base 8/255: a sample already past ρ gets nothing, easy ones less than 8/255 | SAAT_down, §4.3 (Table 1: ε_max 8, ρ 1.5 — pass `rho=1.5`; 45.54 AA against 48.23) |
 | `"both"` | Algorithm 1 from x up to ε_max: down and up in one search (this library's first form) | Algorithm 1 as printed |
+
+The code (a stored fork of `csdongxian/AWP` `AT_AWP/train_cifar10.py`, `--fname cifar_model_AWP_SAAT_max9_min17`,
+lines hand-counted): PGD-10 at 8/255 with 2/255 steps and a random start (~L48-86); `sa_pgd` (~L88-134) starts
+its eps at 8/255 (~L95), selects loss < 1.7 (~L101), adds 2/255 capped at ε_max = 9/255 (~L97, ~L104-108), takes
+3 steps of 2/255 on the selected samples, checking the loss after each (~L109, ~L126-130); attacks in train mode
+(the AWP code's), 200 epochs, lr ÷10 at 100 and 150. Different here: levels in one pass per level over the
+samples still searching (one host read each), the same arithmetic.
 """
 from __future__ import annotations
 
@@ -67,7 +74,7 @@ class LossConstrainedSAAT(AttackPolicy):
         s.extras = {"tau": torch.full((len(x),), self.tau, device=x.device),
                     "rho": torch.full((len(x),), self.rho, device=x.device)}
         s.search = sa_pgd if self.mode != "up" else \
-            functools.partial(sa_pgd, base=(self.base_eps, self.base_step_size, self.base_steps))
+            functools.partial(sa_pgd, base=(min(self.base_eps, self.eps_max), self.base_step_size, self.base_steps))
         return s
 
     def config(self) -> dict[str, Any]:
