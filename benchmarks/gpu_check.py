@@ -316,7 +316,7 @@ def training(check: Check, device: torch.device, data_dir: Path, rows: list[dict
 
 # -- 4: evaluation -------------------------------------------------------------------------------------------
 def evaluation(check: Check, device: torch.device, trained: dict[str, Any], work: Path) -> dict[str, Any]:
-    data = trained.pop("_data")
+    data = trained["_data"]
     model = load_model(work / "train" / "best.safetensors", device=str(device))
     n, batch = (30, 30) if check.dry_run else (1000, 500)
     n_aa = 30 if check.dry_run else 500  # AutoAttack twice (fp32, bf16) must fit the rest of the budget
@@ -479,7 +479,7 @@ def main() -> int:
         md.write_text(text)
         js.write_text(json.dumps({"environment": env, "budget_s": args.budget, "elapsed_s": round(check.elapsed(), 1),
                                   "targets": targets(results), "notes": check.notes,
-                                  **{k: v for k, v in results.items() if k != "training" or "_data" not in v}},
+                                  **results},
                                  indent=1, default=str) + "\n")
         return text
 
@@ -498,7 +498,6 @@ def main() -> int:
                 results["training"] = {k: v for k, v in trained.items() if k != "_data"}
                 write_report()
                 results["evaluation"] = check.stage("evaluation", lambda: evaluation(check, device, trained, Path(tmp)))
-                results["training"] = trained
                 metrics = Path(tmp) / "train" / "metrics.jsonl"
                 if metrics.is_file():
                     (args.out / "gpu_check_train_metrics.jsonl").write_text(metrics.read_text())

@@ -110,8 +110,9 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
     out = out or Path("runs") / recipe.name
     if resume and overwrite:
         raise InvalidValueError("--resume and --overwrite together; expected one of them")
-    if out.exists() and not out.is_dir():  # before loading any data (the trainer checks it all again)
-        raise InvalidValueError(f"--out {out} is a file; expected a folder for the run (a new or existing one)")
+    from .runs import check_not_a_file
+
+    check_not_a_file(out)  # before loading any data (the trainer checks the folder fully when it starts)
     try:
         trainer = Trainer(recipe, out, device=device, amp=amp, channels_last=channels_last,
                           compile=compile_mode or False, sync_bn=sync_bn, progress=not quiet and not benchmark,

@@ -19,10 +19,15 @@ RESUMABLE = frozenset({"epochs", "name", "reported"})
 HOW_IT_RUNS = frozenset({"recipe_path", "recipe_sha256", "channels_last", "compile", "world_size", "model"})
 
 
-def check_out(out: Path) -> None:
-    """`out` is (or can become) a folder this process may write; otherwise one line, nothing written."""
+def check_not_a_file(out: Path) -> None:
+    """`out` names no file (the cheap part of `check_out`, before any data is loaded)."""
     if out.exists() and not out.is_dir():
         raise InvalidValueError(f"--out {out} is a file; expected a folder for the run (a new or existing one)")
+
+
+def check_out(out: Path) -> None:
+    """`out` is (or can become) a folder this process may write; otherwise one line, nothing written."""
+    check_not_a_file(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)

@@ -40,9 +40,9 @@ def sa_pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *, l
            base: tuple[float, float, int] | None = None, random_start: bool = True) -> Tensor:
     """Strength-adaptive PGD (SAAT Algorithm 1; with `base`, SAAT_up); returns x_adv in [0,1], in the order of `x`.
 
-    With `base=(ε₀, α₀, K₀)` every sample first gets PGD-K₀ at ε₀ (step α₀, the defense's random start) and
-    is left there unless its loss is below ρ (`random_start=False`: that attack starts at x); those continue with budgets ε₀ + τ, ... ≤ ε_max as below, and
-    the budgets and steps written back count the standard attack too (ε₀ and K₀ at the least).
+    With `base=(ε₀, α₀, K₀)` every sample first gets PGD-K₀ at ε₀ (step α₀, the defense's random start;
+    `random_start=False`: from x) and is left there unless its loss is below ρ; those continue with budgets
+    ε₀ + τ, ... ≤ ε_max as below, and the budgets and steps written back count the standard attack too.
 
     Reads from `strategy`: `eps` = ε_max, `step_size` = α, `steps` = K (steps per budget) and
     `extras["tau"]` = τ, `extras["rho"]` = ρ, all per sample. A sample whose loss at the clean point is
