@@ -1,10 +1,11 @@
 """Policy × defense on real CIFAR-10, on a CPU: the same small network, data, schedule and epochs per cell.
 
 Cells: Fixed, LearnedLAS, CyclicEntropyECAS, LossConstrainedSAAT under PGDAT; Fixed and LearnedLAS under
-TRADES and AWP(PGDAT). Each policy and defense uses its paper's settings (those of the recipes), nothing
-tuned here. Each cell is trained, then its best checkpoint (held-out PGD-10) is evaluated with clean,
-PGD-20, CW-30 and AutoAttack (standard) on the first `--n-eval` test images in class-balanced order.
-Cells are saved as they finish (a stopped run resumes, also inside a cell from its last epoch).
+TRADES and AWP(PGDAT). Each cell runs the policy (and final clip) of a paper recipe, i.e. its authors' code
+settings (LAS's strategy net shrunk to the small CNN); each column one defense in its default settings, so a
+row differs from Fixed only in the policy. Nothing is tuned here. Each cell is trained, then its best
+checkpoint (held-out PGD-10) is evaluated with clean, PGD-20, CW-30 and AutoAttack (standard) on the first
+`--n-eval` test images in class-balanced order. Cells are saved as they finish (a stopped run resumes, also inside a cell from its last epoch).
 
 Run:  python benchmarks/cifar10_cpu.py           (the grid: about 1 h on 2 CPU cores with the defaults)
       python benchmarks/cifar10_cpu.py --quick   (smoke run: tiny network and data, a few minutes)
@@ -24,32 +25,32 @@ from pathlib import Path
 
 import torch
 
-from robustzoo import (AWP, PGDAT, TRADES, Cosine, Fixed, Recipe, Trainer, create_model, evaluate, load_data,
+from robustzoo import (AWP, PGDAT, TRADES, Cosine, Recipe, Trainer, create_model, evaluate, load_data,
                        load_model)
 from robustzoo.checkpoint import atomic_write, write_json
-from robustzoo.policies import CyclicEntropyECAS, LearnedLAS, LossConstrainedSAAT
+from robustzoo.recipe import load_recipe
+from robustzoo.policies import LearnedLAS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-CELLS = [("Fixed", "PGDAT"), ("LearnedLAS", "PGDAT"), ("CyclicEntropyECAS", "PGDAT"),
-         ("LossConstrainedSAAT", "PGDAT"), ("Fixed", "TRADES"), ("LearnedLAS", "TRADES"),
-         ("Fixed", "AWP(PGDAT)"), ("LearnedLAS", "AWP(PGDAT)")]
+# each cell: (policy, defense, the recipe whose policy and final clip it runs)
+CELLS = [("Fixed", "PGDAT", "pgdat_prn18_cifar10"), ("LearnedLAS", "PGDAT", "las_at_wrn34_cifar10"),
+         ("CyclicEntropyECAS", "PGDAT", "ecas_pgdat_wrn34_cifar10"), ("LossConstrainedSAAT", "PGDAT", "saat_prn18_cifar10"),
+         ("Fixed", "TRADES", "trades_prn18_cifar10"), ("LearnedLAS", "TRADES", "las_trades_wrn34_cifar10"),
+         ("Fixed", "AWP(PGDAT)", "awp_prn18_cifar10"), ("LearnedLAS", "AWP(PGDAT)", "las_awp_wrn34")]
 
 
-def make_policy(name: str, strategy_width: int):
-    """The papers' settings (as in the recipes); LAS's strategy net is the small CNN, not a ResNet-18."""
-    if name == "Fixed":
-        return Fixed(eps=8 / 255, step_size=2 / 255, steps=10)
-    if name == "LearnedLAS":
-        return LearnedLAS(backbone="cifar_small_cnn", backbone_kwargs={"width": strategy_width})
-    if name == "CyclicEntropyECAS":
-        return CyclicEntropyECAS(eps_space=[e / 255 for e in range(3, 13)], h_high=2.274, h_low=1.3, steps=10)
-    if name == "LossConstrainedSAAT":
-        return LossConstrainedSAAT(rho=1.7, eps_max=14 / 255, tau=2 / 255, step_size=2 / 255, steps_per_budget=3)
-    raise ValueError(name)
+def recipe_attack(name: str, strategy_width: int):
+    """The policy and final clip of a paper recipe (its code settings); LAS's strategy net becomes the small CNN."""
+    source, _ = load_recipe(ROOT / "recipes" / f"{name}.py")
+    policy = source.policy
+    if isinstance(policy, LearnedLAS):  # a ResNet-18 strategy net would cost more than the target network
+        policy.backbone, policy.backbone_kwargs = "cifar_small_cnn", {"width": strategy_width}
+    return policy, source.final_clip
 
 
 def make_defense(name: str):
+    """The same outer loss for every policy in a column: the defenses' defaults, AWP with γ 0.01 on PGD-AT."""
     return {"PGDAT": PGDAT, "TRADES": TRADES, "AWP(PGDAT)": lambda: AWP(PGDAT(), gamma=0.01)}[name]()
 
 
@@ -69,9 +70,10 @@ def unpack(archive: Path, into: Path) -> Path:
     return next(p.parent for p in into.rglob("train") if (p.parent / "test").is_dir())
 
 
-def run_cell(policy: str, defense: str, data, args, runs: Path) -> dict:
+def run_cell(policy: str, defense: str, source: str, data, args, runs: Path) -> dict:
+    attack, final_clip = recipe_attack(source, args.width)
     recipe = Recipe(name=slug(policy, defense), model="cifar_small_cnn", model_kwargs={"width": args.width},
-                    dataset="cifar10", policy=make_policy(policy, args.width), defense=make_defense(defense),
+                    dataset="cifar10", policy=attack, final_clip=final_clip, defense=make_defense(defense),
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=5e-4,
                     schedule=Cosine(), val_size=args.val_size, eps=8 / 255, seed=0)
     out = runs / recipe.name
@@ -86,7 +88,7 @@ def run_cell(policy: str, defense: str, data, args, runs: Path) -> dict:
     acc = result.accuracy
     if not acc["aa"] <= acc["pgd20"] <= acc["clean"]:
         print(f"  warning: {policy} × {defense}: AA {acc['aa']} ≤ PGD-20 {acc['pgd20']} ≤ clean {acc['clean']} fails")
-    return {"policy": policy, "defense": defense, "train_seconds": round(sum(m["seconds"] for m in metrics), 1),
+    return {"policy": policy, "defense": defense, "recipe": source, "train_seconds": round(sum(m["seconds"] for m in metrics), 1),
             "eval_seconds": round(result.seconds, 1), "mean_steps": round(steps, 2), "epochs": len(metrics),
             "n_eval": result.n, **{k: round(100 * v, 2) for k, v in acc.items()}}
 
@@ -106,10 +108,11 @@ def write_report(cells: list[dict], args, out: Path, params: int, command: str) 
              f"weight decay 5e-4, crop+flip, best checkpoint by PGD-10 on {args.val_size} held-out images. "
              f"Evaluation: first {args.n_eval} test images in class-balanced order, L∞ eps 8/255: PGD-20 and "
              f"CW-30 (step 2/255, random start), AutoAttack standard (pyautoattack, seed 0).", "",
-             "| policy | defense | clean | PGD-20 | CW-30 | AutoAttack | train min | attack steps / sample |",
-             "|---|---|---|---|---|---|---|---|"]
+             *([args.note, ""] if args.note else []),
+             "| policy | defense | settings of | clean | PGD-20 | CW-30 | AutoAttack | train min | attack steps / sample |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        lines.append(f"| {c['policy']} | {c['defense']} | {c['clean']:.2f} | {c['pgd20']:.2f} | {c['cw']:.2f} | "
+        lines.append(f"| {c['policy']} | {c['defense']} | `recipes/{c.get('recipe', '?')}.py` | {c['clean']:.2f} | {c['pgd20']:.2f} | {c['cw']:.2f} | "
                      f"{c['aa']:.2f} | {c['train_seconds'] / 60:.1f} | {c['mean_steps']:.2f} |")
     ordered = all(c["aa"] <= c["pgd20"] <= c["clean"] for c in cells)
     lines += ["", f"AA ≤ PGD-20 ≤ clean in every cell: {'yes' if ordered else 'NO'}. "
@@ -147,6 +150,7 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=500)
     parser.add_argument("--n-eval", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--note", default="", help="a line for the report (e.g. what ran beside it)")
     parser.add_argument("--out", type=Path, help="report (default: benchmarks/results/cifar10_cpu.md)")
     parser.add_argument("--quick", action="store_true", help="smoke run: width 8, 512 images, 1 epoch, n-eval 100")
     args = parser.parse_args()
@@ -164,13 +168,13 @@ def main() -> None:
                                                  width=args.width).parameters())
     command = "python benchmarks/cifar10_cpu.py " + " ".join(sys.argv[1:])
     cells = []
-    for policy, defense in CELLS:
+    for policy, defense, source in CELLS:
         record = records / f"{slug(policy, defense)}.json"
         if record.is_file():
             cells.append(json.loads(record.read_text()))
             print(f"{policy} × {defense}: done before")
         else:
-            cell = run_cell(policy, defense, data, args, runs)
+            cell = run_cell(policy, defense, source, data, args, runs)
             write_json(record, cell)
             cells.append(cell)
             print(f"{policy} × {defense}: clean {cell['clean']:.2f} PGD-20 {cell['pgd20']:.2f} CW {cell['cw']:.2f} "

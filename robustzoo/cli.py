@@ -1,4 +1,4 @@
-"""The `robustzoo` command line: train, evaluate, push, zoo, plot, policies, models."""
+"""The `robustzoo` command line: train, reproduce, evaluate, push, zoo, plot, policies, models."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_train
+from .cli_train import train_options
 from .errors import InvalidValueError, RobustzooError
 
 console = Console()
@@ -51,42 +53,14 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("recipe_path", metavar="RECIPE.py", type=click.Path(path_type=Path))
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
-@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<recipe name>).")
-@click.option("--resume", is_flag=True,
-              help="Continue the run in --out from its last checkpoint (the same recipe; no checkpoint yet: start it).")
-@click.option("--overwrite", is_flag=True, help="Delete the run in --out and start over.")
-@click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              metavar="MINUTES", help="Also write an exact checkpoint inside an epoch this often (0: epoch ends only).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the dataset lives.")
-@click.option("--download", is_flag=True, help="Download the dataset if it is missing (needs internet).")
-@click.option("--batch-size", type=click.IntRange(min=1),
-              help="Override the recipe's batch size (the global batch, split over --nproc processes).")
-@click.option("--model", "model_name", help="Override the recipe's architecture (any timm name).")
-@click.option("--train-subset", type=click.IntRange(min=1), help="Train on N random training images (quick runs).")
-@click.option("--val-size", type=click.IntRange(min=0), help="Override the held-out validation size.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Mixed precision. auto: bf16 on GPUs that support it, fp16 with a grad scaler on older "
-                   "GPUs, none (fp32) on the CPU.")
-@click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
-@click.option("--compile", "compile_mode", is_flag=False, flag_value="default",
-              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
-              help="torch.compile the model (attack and training passes); optionally name the mode.")
-@click.option("--sync-bn", is_flag=True, help="BatchNorm statistics over the global batch (CUDA, data parallel).")
-@click.option("--nproc", type=click.IntRange(min=1),
-              help="Launch N data-parallel processes on this machine through torchrun (one per GPU).")
+@train_options
 @click.option("--benchmark", is_flag=True,
               help="Measure images/s and the ratio to the (K+1) forward+backward limit; trains nothing to disk.")
 @click.option("--benchmark-steps", type=click.IntRange(min=1), default=10, show_default=True,
               help="Timed batches of --benchmark (after 2 warmup batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool, overwrite: bool,
-          checkpoint_every: float, data_dir: Path | None,
-          download: bool, batch_size: int | None, model_name: str | None, train_subset: int | None,
-          val_size: int | None, device: str, amp: str, channels_last: bool, compile_mode: str | None,
-          sync_bn: bool, nproc: int | None, benchmark: bool, benchmark_steps: int, quiet: bool) -> None:
+def train(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | None, benchmark: bool,
+          benchmark_steps: int, quiet: bool, **options: Any) -> None:
     """Train RECIPE.py (a Python file with a recipe() function).
 
     A folder that holds a run is never replaced: --resume continues it, --overwrite starts over. SIGTERM or
@@ -97,114 +71,60 @@ def train(recipe_path: Path, epochs: int | None, out: Path | None, resume: bool,
     import os
 
     if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_launch_torchrun(nproc))
+        sys.exit(cli_train.launch_torchrun(nproc))
     from . import distributed
-    from .recipe import load_recipe
-    from .trainer import Trainer
 
-    recipe, sha = load_recipe(recipe_path)
-    changes = {"model_kwargs": {}} if model_name and model_name != recipe.model else {}
-    recipe = recipe.replace(epochs=epochs, batch_size=batch_size, model=model_name, train_subset=train_subset,
-                            val_size=val_size, **changes,
-                            data_dir=str(data_dir) if data_dir else None, download=download or None)
-    out = out or Path("runs") / recipe.name
-    if resume and overwrite:
-        raise InvalidValueError("--resume and --overwrite together; expected one of them")
-    from .runs import check_not_a_file
-
-    check_not_a_file(out)  # before loading any data (the trainer checks the folder fully when it starts)
     try:
-        trainer = Trainer(recipe, out, device=device, amp=amp, channels_last=channels_last,
-                          compile=compile_mode or False, sync_bn=sync_bn, progress=not quiet and not benchmark,
-                          checkpoint_every=checkpoint_every, recipe_sha256=sha, recipe_path=recipe_path.as_posix())
-        main_rank = trainer.dist.is_main
-        where = f"{trainer.device}" + (f" × {trainer.dist.world_size} processes" if trainer.dist.enabled else "")
+        trainer = cli_train.make_trainer(recipe_path, resume=resume, overwrite=overwrite,
+                                         progress=not quiet and not benchmark, **options)
         if benchmark:
-            _benchmark(trainer, benchmark_steps, main_rank, where)
+            cli_train.print_benchmark(trainer, benchmark_steps)
             return
-        if main_rank:
-            console.print(f"[bold]{recipe.name}[/]: {recipe.model} on {recipe.dataset}, "
-                          f"{type(recipe.policy).__name__} × {type(recipe.defense).__name__}, "
-                          f"{recipe.epochs} epochs on {where} → {out}")
-        record = trainer.fit(resume=resume, overwrite=overwrite)
-        if record and main_rank:
-            console.print(f"done: val clean {record['val_clean_acc']:.2%}, val PGD-{recipe.val_steps} "
-                          f"{record['val_robust_acc']:.2%} (best {trainer.best:.2%}); weights in {out}")
+        cli_train.fit(trainer, resume=resume, overwrite=overwrite)
     finally:
         distributed.cleanup()
 
 
-def _launch_torchrun(nproc: int) -> int:
-    """Run this same `train` command under `torchrun --standalone --nproc-per-node N`; its exit code."""
-    ctx = click.get_current_context()
-    args = [ctx.info_name or "train"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value is False or value == param.default:
-            continue
-        if isinstance(param, click.Argument):
-            args.append(str(value))
-        elif getattr(param, "is_flag", False) and isinstance(value, bool):
-            args.append(param.opts[0])
-        else:
-            args += [param.opts[0], str(value)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "robustzoo", *args]
-    console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} -m robustzoo {' '.join(args)}",
-                  highlight=False)
-    return _run_forwarding_signals(command)
+@main.command()
+@train_options
+@click.option("--attack", "attacks", default="clean,pgd20,cw,aa", show_default=True,
+              help="The attacks of the evaluation (comma-separated), plus any other the recipe's paper row reports.")
+@click.option("--n", "--num-images", "n", type=click.IntRange(min=1),
+              help="Evaluate the first N test images (class-balanced order; default: the whole test split).")
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="The evaluation's seed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | None, attacks: str, n: int | None,
+              eval_batch_size: int, seed: int, quiet: bool, **options: Any) -> None:
+    """Reproduce RECIPE.py's paper row: train it, evaluate the selected checkpoint, print reported vs measured.
 
+    Takes every `train` option (e.g. a shortened --epochs, --model, --train-subset for a quick check). The
+    evaluation (clean, PGD-20, CW, AutoAttack by default) runs on the whole test split or the first --n images
+    and fills the run's card. --resume continues a stopped run: training from its last checkpoint, the
+    evaluation from its last finished chunk; a finished part is not run again.
+    """
+    import os
 
-def _run_forwarding_signals(command: list[str]) -> int:
-    """Run `command`, passing SIGTERM/SIGUSR1/SIGINT on to it (torchrun hands them to its workers, which save a
-    checkpoint and stop); exit code 75 (`PreemptedError`'s) when such a signal ended it, else its own."""
-    import signal
-    import subprocess
+    if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(cli_train.launch_torchrun(nproc))
+    from . import distributed
+    from .attacks import check_attack
+    from .recipe import load_recipe
+    from .reproduce import reproduce_run
 
-    from .errors import PreemptedError
-    from .preemption import STOP_SIGNALS
-
-    child = subprocess.Popen(command)
-    received: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        received.append(signum)
-        child.send_signal(signum)
-
-    forwarded = (*STOP_SIGNALS, signal.SIGINT)
-    previous = {s: signal.signal(s, forward) for s in forwarded}
+    names = [check_attack(a.strip()) for a in attacks.split(",") if a.strip()]
+    if not names:
+        raise InvalidValueError(f"--attack {attacks!r} names no attack; expected e.g. clean,pgd20,cw,aa")
+    reported = load_recipe(recipe_path)[0].reported  # a column the paper reports (e.g. PGD-10) is measured too
+    names += [a for a in (reported.as_dict() if reported else {}) if a != "source" and a not in names]
     try:
-        code = child.wait()
+        trainer = cli_train.make_trainer(recipe_path, resume=resume, overwrite=overwrite, progress=not quiet,
+                                         **options)
+        cli_train.fit(trainer, resume=resume, overwrite=overwrite)
+        reproduce_run(trainer, attacks=names, n=n, batch_size=eval_batch_size, seed=seed,
+                      data_dir=options.get("data_dir"), original=load_recipe(recipe_path)[0], resume=resume)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if any(s in STOP_SIGNALS for s in received):
-        return PreemptedError.exit_code
-    return code
-
-
-def _benchmark(trainer: Any, steps: int, main_rank: bool, where: str) -> None:
-    from .benchmark import measure
-
-    result = measure(trainer, steps=steps)
-    if not main_rank:
-        return
-    recipe = trainer.recipe
-    table = Table(title=f"{recipe.name}: {recipe.model}, global batch {recipe.batch_size}, {where}, "
-                        f"amp {trainer.run_info['amp'] or 'none'}, {type(recipe.policy).__name__} × "
-                        f"{type(recipe.defense).__name__}")
-    for col in ("", "images/s", "s / batch"):
-        table.add_column(col, justify="right")
-    table.add_row("forward+backward (training pass)", f"{result.full_images_per_s:.1f}", f"{result.full_pass_s:.4f}")
-    table.add_row("input-gradient pass (attack)", f"{result._rate(result.input_grad_pass_s):.1f}",
-                  f"{result.input_grad_pass_s:.4f}")
-    table.add_row(f"adversarial training step (K = {result.mean_steps:.2f})", f"{result.images_per_s:.1f}",
-                  f"{result.step_s:.4f}")
-    table.add_row("(K+1) × forward+backward limit", f"{result.limit_images_per_s:.1f}", "")
-    console.print(table)
-    console.print(f"ratio to the (K+1) limit: {result.limit_ratio:.3f} (above 1: attack passes skip weight "
-                  f"gradients); time over the floor K·input-gradient + 1 training pass: {result.floor_ratio:.3f}; "
-                  f"CIFAR-10 epoch (50,000 images) ≈ {result.epoch_seconds():.1f} s")
+        distributed.cleanup()
 
 
 @main.command()

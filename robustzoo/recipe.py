@@ -25,6 +25,7 @@ class Reported:
     pgd20: float | None = None
     cw: float | None = None
     aa: float | None = None
+    pgd10: float | None = None  # where the paper reports PGD-10 instead of PGD-20 (LAS-AT Tables 1, 6)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -55,6 +56,7 @@ class Recipe:
     val_steps: int = 10
     attack_train_mode: bool = False
     final_clip: bool = False  # project x_adv onto the `eps` ball before the loss (LAS-AWP, ECAS-AWP code)
+    augment: bool = True  # the dataset's crop/flip augmentation (False: none, as LAS-AWP's Tiny-ImageNet code)
     seed: int = 0
     reported: Reported | None = None
     description: str = ""
@@ -80,7 +82,8 @@ class Recipe:
                 "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
-                "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip, "seed": self.seed,
+                "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip,
+                **({} if self.augment else {"augment": False}), "seed": self.seed,
                 "reported": self.reported.as_dict() if self.reported else None}
 
 

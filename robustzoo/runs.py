@@ -10,7 +10,8 @@ from typing import Any
 from .errors import InvalidValueError, RunExistsError
 
 RUN_FILES = ("config.json", "metrics.jsonl", "last.safetensors", "best.safetensors")  # a run is here
-DERIVED_FILES = ("last.json", "eval.json", "eval.state.json", "card.md", "curves.png", "strategy.png")
+DERIVED_FILES = ("last.json", "eval.json", "eval.state.json", "card.md", "curves.png", "strategy.png",
+                 "reproduce.json", "reproduce.pending.json")
 
 # Recipe fields a resume may change: the run's length (`--epochs` extends it) and what only describes it.
 RESUMABLE = frozenset({"epochs", "name", "reported"})

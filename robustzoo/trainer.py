@@ -169,8 +169,8 @@ class Trainer:
         for group in self.optimizer.param_groups:  # what policies scale their own LR by (Feedback.base_lr)
             group["base_lr"] = recipe.lr
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.loader = Loader(d.train, recipe.batch_size, shuffle=True, augment=d.augment, drop_last=True,
-                             device=self.device, seed=recipe.seed, rank=self.dist.rank,
+        self.loader = Loader(d.train, recipe.batch_size, shuffle=True, augment=d.augment if recipe.augment else None,
+                             drop_last=True, device=self.device, seed=recipe.seed, rank=self.dist.rank,
                              world_size=self.dist.world_size)
         self.epoch, self.step, self.best = 0, 0, -1.0
         self.last_record: dict[str, Any] = {}  # the metrics of the last finished epoch

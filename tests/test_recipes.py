@@ -3,9 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from robustzoo import Fixed, PGDAT, load_recipe
+import torch
 
-RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.py"))
+from robustzoo import Fixed, PGDAT, Trainer, load_recipe
+
+ROOT = Path(__file__).parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -60,12 +63,12 @@ LAS_CODE = {"las_at_wrn34_cifar10": (4.0, 2.0, 20, 0.0, False), "las_trades_wrn3
 
 
 @pytest.mark.parametrize("stem,policy,defense,low,high,epochs", [
-    ("las_at_wrn34_cifar10", "LearnedLAS", "PGDAT", 3, 15, 200),
-    ("las_trades_wrn34_cifar10", "LearnedLAS", "TRADES", 5, 9, 76),
+    ("las_at_wrn34_cifar10", "LearnedLAS", "PGDAT", 3, 15, 110),
+    ("las_trades_wrn34_cifar10", "LearnedLAS", "TRADES", 5, 9, 100),
     ("las_awp_wrn34", "LearnedLAS", "AWP", 7, 15, 200),
     ("las_awp_wrn34_cifar100", "LearnedLAS", "AWP", 7, 15, 200),
     ("las_awp_prn18_tinyimagenet", "LearnedLAS", "AWP", 7, 15, 200),
-    ("ecas_pgdat_wrn34_cifar10", "CyclicEntropyECAS", "PGDAT", 3, 12, 200),
+    ("ecas_pgdat_wrn34_cifar10", "CyclicEntropyECAS", "PGDAT", 3, 12, 110),
     ("ecas_awp_wrn34_cifar10", "CyclicEntropyECAS", "AWP", 6, 15, 200),
 ])
 def test_adaptive_policy_recipes(stem, policy, defense, low, high, epochs):
@@ -95,3 +98,115 @@ def test_saat_recipes(stem, defense, rho, eps_max):
     assert (r.policy.mode, r.policy.base_eps, r.policy.base_steps) == ("up", 8 / 255, 10)  # Table 1: SAAT_up
     assert r.attack_train_mode  # the SAAT code is a fork of the AWP code: attacks in train mode
     assert r.model == "cifar_preact_resnet18" and "Reported" in r.description
+
+
+def lr_factors(stem: str, epochs: list[int]) -> list[float]:
+    """The recipe's LR factor at the first step of each 0-based epoch."""
+    r, _ = load_recipe(ROOT / "recipes" / f"{stem}.py")
+    return [r.schedule(e / r.epochs) for e in epochs]
+
+
+@pytest.mark.parametrize("stem,epochs,factors", [
+    # LAS-PGD and ECAS-PGD code: MultiStepLR per iteration at lr_steps*99/110 and *104/110 (0-based epochs)
+    ("las_at_wrn34_cifar10", [98, 99, 103, 104, 109], [1, 0.1, 0.1, 0.01, 0.01]),
+    ("ecas_pgdat_wrn34_cifar10", [98, 99, 103, 104, 109], [1, 0.1, 0.1, 0.01, 0.01]),
+    # LAS-TRADES code: lr_steps*75/100 and *90/100
+    ("las_trades_wrn34_cifar10", [74, 75, 89, 90, 99], [1, 0.1, 0.1, 0.01, 0.01]),
+    # ECAS-TRADES code: the second milestone (104/100 of the run) never fires — one drop, as the code ran
+    ("ecas_trades_wrn34_cifar10", [98, 99, 104, 109], [1, 0.1, 0.1, 0.1]),
+])
+def test_schedules_drop_at_the_codes_epochs(stem, epochs, factors):
+    assert lr_factors(stem, epochs) == pytest.approx(factors)
+
+
+def test_las_trades_and_tinyimagenet_code_settings():
+    r, _ = load_recipe(ROOT / "recipes" / "las_trades_wrn34_cifar10.py")
+    assert (r.weight_decay, r.epochs) == (5e-4, 100)
+    p = r.policy
+    assert [round(v * 255) for v in p.step_options] == [2, 3, 4] and p.steps_options == list(range(7, 15))
+    assert p.beta_options == [5.0, 6.0, 7.0, 8.0, 9.0] and p.update_every == 1
+    t, _ = load_recipe(ROOT / "recipes" / "las_awp_prn18_tinyimagenet.py")
+    assert t.defense.warmup == 10 and t.augment is False and t.policy.steps_options == list(range(8, 16))
+    assert all(load_recipe(path)[0].augment for path in RECIPES if path.stem != "las_awp_prn18_tinyimagenet")
+
+
+# a derived recipe differs from its base in exactly the fields its file names (so the file shows the difference)
+DERIVED = {
+    "las_awp_wrn70_16_cifar10": ("las_awp_wrn34", {"model": "cifar_wrn_70_16"}),
+    "las_awp_wrn34_20_cifar100": ("las_awp_wrn34_cifar100", {"model": "cifar_wrn_34_20"}),
+    "las_at_resnet18_cifar10": ("las_at_wrn34_cifar10", {"model": "cifar_resnet18", "policy": None}),
+    "ecas_pgdat_resnet18_cifar10": ("ecas_pgdat_wrn34_cifar10", {"model": "cifar_resnet18"}),
+    "ecas_trades_resnet18_cifar10": ("ecas_trades_wrn34_cifar10", {"model": "cifar_resnet18"}),
+    "ecas_awp_resnet18_cifar10": ("ecas_awp_wrn34_cifar10", {"model": "cifar_resnet18"}),
+    "ecas_pgdat_wrn34_cifar100": ("ecas_pgdat_wrn34_cifar10", {"dataset": "cifar100", "policy": None}),
+    "ecas_trades_wrn34_cifar100": ("ecas_trades_wrn34_cifar10", {"dataset": "cifar100", "policy": None,
+                                                                 "defense": None}),
+    "ecas_awp_wrn34_cifar100": ("ecas_awp_wrn34_cifar10", {"dataset": "cifar100", "policy": None}),
+    "saat_down_prn18_cifar10": ("saat_prn18_cifar10", {"policy": None}),
+    "saat_wrn34_cifar10": ("saat_prn18_cifar10", {"model": "cifar_wrn_34_10"}),
+    "saat_prn18_cifar100": ("saat_prn18_cifar10", {"dataset": "cifar100"}),
+    "saat_trades_prn18_cifar10": ("saat_prn18_cifar10", {"defense": None, "attack_train_mode": False}),
+    **{f"las_at_resnet18_cifar10_{s}": ("las_at_resnet18_cifar10", {"policy": None})
+       for s in ("l1", "l1_l2", "l1_l3", "k1", "k10", "k20", "k60")},
+}
+SAME_ANYWAY = {"name", "reported", "description"}
+
+
+def _fields(r):
+    import dataclasses
+
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+
+
+@pytest.mark.parametrize("stem", sorted(DERIVED))
+def test_derived_recipes_differ_from_their_base_only_where_they_say(stem):
+    base_stem, changed = DERIVED[stem]
+    r, _ = load_recipe(ROOT / "recipes" / f"{stem}.py")
+    base, _ = load_recipe(ROOT / "recipes" / f"{base_stem}.py")
+    mine, theirs = _fields(r), _fields(base)
+    for name, value in mine.items():
+        if name in SAME_ANYWAY:
+            continue
+        if name in ("policy", "defense"):  # objects: compare their type and settings
+            same = type(value) is type(theirs[name]) and value.config() == theirs[name].config()
+        else:
+            same = value == theirs[name]
+        assert same is (name not in changed), (stem, name)
+        if name in changed and changed[name] is not None:
+            assert value == changed[name]
+    assert f"{r.reported.as_dict()['source']}" and r.name != base.name
+
+
+def test_las_ablation_and_k_sweep_rows():
+    rows = {s: load_recipe(ROOT / "recipes" / f"las_at_resnet18_cifar10{s}.py")[0].policy
+            for s in ("", "_l1", "_l1_l2", "_l1_l3", "_k1", "_k10", "_k20", "_k60")}
+    assert {s: (p.alpha, p.beta) for s, p in rows.items() if not s.startswith("_k")} == {
+        "": (4.0, 2.0), "_l1": (0.0, 0.0), "_l1_l2": (4.0, 0.0), "_l1_l3": (0.0, 2.0)}
+    assert {s: p.update_every for s, p in rows.items()} == {
+        "": 40, "_l1": 40, "_l1_l2": 40, "_l1_l3": 40, "_k1": 1, "_k10": 10, "_k20": 20, "_k60": 60}
+
+
+def _synthetic(recipe, n=8):
+    from robustzoo.data import Split
+    from robustzoo.data.datasets import Data
+
+    classes = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "digits": 10}[recipe.dataset]
+    size, chans = (64, 3) if recipe.dataset == "tiny_imagenet" else (8, 1) if recipe.dataset == "digits" else (32, 3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, chans, size, size), generator=g, dtype=torch.uint8)
+    y = torch.arange(n) % classes
+    split = Split(x, y)
+    return Data(recipe.dataset, split, Split(x[:4], y[:4]), Split(x[:4], y[:4]), [str(c) for c in range(classes)],
+                (0.5,) * chans, (0.5,) * chans)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_trains_a_step_on_a_small_override(path, tmp_path):
+    """Its policy, defense and options run end to end (model: a width-4 small CNN; 8 images, 1 epoch)."""
+    recipe, _ = load_recipe(path)
+    small = recipe.replace(model="cifar_small_cnn", model_kwargs={"width": 4}, epochs=1, batch_size=8, val_size=4,
+                           val_steps=1)
+    if hasattr(small.policy, "backbone"):  # LAS's strategy net: the same small CNN
+        small.policy.backbone, small.policy.backbone_kwargs = "cifar_small_cnn", {"width": 4}
+    record = Trainer(small, tmp_path, data=_synthetic(recipe), progress=False, device="cpu").fit()
+    assert record["epoch"] == 1 and record["step"] == 1 and record["train_loss"] == record["train_loss"]

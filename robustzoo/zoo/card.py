@@ -50,6 +50,7 @@ class RobustnessCard:
     recipe_sha256: str | None = None
     epochs: int | None = None  # epochs trained (None: not trained yet)
     train_seconds: float | None = None
+    mean_attack_steps: float | None = None  # attack steps per training sample over the run (what it cost)
     repo_id: str | None = None  # where the weights are published (None: not yet)
     revision: str | None = None  # the Hub commit the weights were pushed in
     weights_sha256: str | None = None  # sha256 of model.safetensors
@@ -162,7 +163,8 @@ class RobustnessCard:
                  f"An adversarially trained `{self.architecture}` for {data_name} ({self.num_classes} classes), "
                  f"threat model {threat}: attack policy `{self.policy}` × defense `{self.defense_label}`, "
                  f"trained with robustzoo.", ""]
-        cols = list(MAIN_ATTACKS) + [a for a in self.results if a not in MAIN_ATTACKS]
+        cols = list(MAIN_ATTACKS) + [a for a in dict.fromkeys([*self.results, *self.paper])
+                                     if a not in MAIN_ATTACKS and a != "source"]
         lines += ["## Robustness", "", f"Test accuracy (%) under {threat}.", "",
                   "| | " + " | ".join(attack_title(a) for a in cols) + " |",
                   "|---|" + "---|" * len(cols)]
@@ -172,6 +174,10 @@ class RobustnessCard:
         if self.paper:
             lines.append(f"| target: {self.paper.get('source', 'paper')} | "
                          + " | ".join(_pct(self.paper.get(a)) for a in cols) + " |")
+        if self.paper and self.results:  # the reproduction check: measured − target, in points
+            lines.append("| Δ (measured − target) | " + " | ".join(
+                f"{self.results[a] - self.paper[a]:+.2f}" if a in self.results and a in self.paper else "—"
+                for a in cols) + " |")
         if not self.results:
             lines += ["", "No result is measured yet: `robustzoo evaluate RUN --attack clean,pgd20,cw,aa --card` "
                           "fills this card from a real evaluation."]
@@ -194,7 +200,9 @@ class RobustnessCard:
                   f"- defense: `{self.defense}` {json.dumps(self.defense_config, sort_keys=True)}",
                   f"- recipe: `{self.recipe or '—'}` (sha256 `{self.recipe_sha256 or '—'}`)",
                   f"- epochs trained: {self.epochs if self.epochs is not None else '—'}"
-                  + (f", {_duration(self.train_seconds)} of training" if self.train_seconds else "")]
+                  + (f", {_duration(self.train_seconds)} of training" if self.train_seconds else "")
+                  + (f", {self.mean_attack_steps:.2f} attack steps per training sample on average"
+                     if self.mean_attack_steps is not None else "")]
         lines += ["", "## Evaluation protocol", ""]
         if self.evaluation:
             ev = self.evaluation

@@ -1,7 +1,6 @@
 """The zoo's catalog: one card per entry in `zoo_cards/`, and cards made from recipes and run folders."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -68,8 +67,9 @@ def card_from_run(run_dir: str | Path, run_info: dict[str, Any], *, name: str | 
     recipe, model = run_info.get("recipe"), run_info.get("model")
     if not (recipe and model and run_info.get("dataset")):
         raise InvalidValueError(f"{run_dir} does not record its recipe, model and dataset; expected a robustzoo run")
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-        if (run_dir / "metrics.jsonl").is_file() else []
+    from ..reproduce import training_summary
+
+    epochs, seconds, steps = training_summary(run_dir)
     return RobustnessCard(
         name=name or recipe.get("name") or run_dir.name, architecture=model["architecture"],
         dataset=run_info["dataset"]["name"], num_classes=int(model["num_classes"]),
@@ -77,7 +77,6 @@ def card_from_run(run_dir: str | Path, run_info: dict[str, Any], *, name: str | 
         policy=recipe["policy"], policy_config=recipe.get("policy_config", {}),
         defense=recipe["defense"], defense_config=recipe.get("defense_config", {}),
         recipe=run_info.get("recipe_path"), recipe_sha256=run_info.get("recipe_sha256"),
-        epochs=metrics[-1]["epoch"] if metrics else None,
-        train_seconds=round(sum(m.get("seconds", 0.0) for m in metrics), 1) if metrics else None,
+        epochs=epochs or None, train_seconds=seconds if epochs else None, mean_attack_steps=steps,
         paper=recipe.get("reported") or {})
 
