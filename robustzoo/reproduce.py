@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .checkpoint import sha256_file, write_json
-from .zoo.card import MAIN_ATTACKS
+from .zoo.card import MAIN_ATTACKS, _duration, _pct
 
 console = Console()
 COLUMNS = tuple(MAIN_ATTACKS)  # clean, pgd20, cw, aa: the columns the papers report
@@ -151,14 +151,5 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
 def _signed(value: float | None) -> str:
     return "—" if value is None else f"{value:+.2f}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
