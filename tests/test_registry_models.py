@@ -64,6 +64,21 @@ def test_architecture_sizes_match_the_papers(name, params):
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(params, rel=0.01)
 
 
+def test_small_cnn_head_options_add_parameters_and_keep_the_default_layout():
+    default = timm.create_model("cifar_small_cnn", width=16)
+    wide = timm.create_model("cifar_small_cnn", width=16, pool=4, hidden=256)
+    # default: 3 convs + BN, fc 64 -> 10; wide adds Linear(64*4*4, 256) and fc 256 -> 10
+    head = 64 * 16 * 256 + 256 + 256 * 10 + 10
+    assert sum(p.numel() for p in wide.parameters()) == sum(p.numel() for p in default.parameters()) - (64 * 10 + 10) + head
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    layout = {f"features.{i}.weight" for i in (0, 3, 6)} | {f"features.{i}.{k}" for i in (1, 4, 7) for k in bn}
+    assert set(default.state_dict()) == layout | {"fc.weight", "fc.bias"}  # checkpoints of the default still load
+    assert wide(torch.rand(2, 3, 32, 32)).shape == (2, 10) and wide.num_features == 256
+    assert timm.create_model("cifar_small_cnn", width=4, pool=2, num_classes=0)(torch.rand(1, 3, 32, 32)).shape == (1, 64)
+    with pytest.raises(InvalidValueError, match="pool must be >= 1.*pool=0"):
+        timm.create_model("cifar_small_cnn", pool=0)
+
+
 def test_any_timm_model_with_normalization_inside():
     for name, kwargs in [("resnet18", {}), ("vit_tiny_patch16_224", {"img_size": 32})]:
         model = create_model(name, num_classes=10, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2), **kwargs)
