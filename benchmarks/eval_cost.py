@@ -5,7 +5,7 @@ A small CNN is first adversarially trained for a few minutes (so that AutoAttack
 work on), then, on the first `--n` class-balanced test images, interleaved rounds time:
   direct   pyautoattack's `run_standard_evaluation` on the images (the baseline),
   ours     `robustzoo.evaluate(model, data, ("aa",), sanity=False, state_path=...)`,
-  sanity   `robustzoo.masking.sanity_checks` on the first `--sanity-n` images.
+  sanity   `robustzoo.evaluation.sanity_checks` on the first `--sanity-n` images.
 Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct.
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from robustzoo import PGDAT, Fixed, Recipe, Trainer, evaluate, load_data
-from robustzoo.masking import sanity_checks
-from robustzoo.robustness import balanced_order
+from robustzoo.evaluation import balanced_order, sanity_checks
 
 from _timing import header
 from cifar10_cpu import ARCHIVE, ROOT, unpack

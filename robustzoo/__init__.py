@@ -1,21 +1,22 @@
 """robustzoo: adversarial training with adaptive attack policies, and a zoo of robust models."""
 from . import models  # noqa: F401  (registers the CIFAR architectures into timm)
-from .attacks import pgd, run_attacks
+from .attacks import pgd
 from .data import load_data
-from .defenses import AWP, PGDAT, TRADES, Defense, create_defense, list_defenses, register_defense
+from .defenses import AWP, MART, PGDAT, TRADES, Defense, create_defense, list_defenses, register_defense
+from .ema import EMA
 from .errors import RobustzooError
 from .models import Normalize, create_model
 from .policies import AttackPolicy, Fixed, create_policy, list_policies, register_policy
 from .recipe import Recipe, Reported, load_recipe
-from .robustness import RobustnessResult, evaluate
-from .schedules import Cosine, Piecewise
+from .evaluation import RobustnessResult, evaluate, run_attacks
+from .schedules import Cosine, Cyclic, Piecewise
 from .strategy import Strategy
 from .trainer import Trainer, load_model
 from .zoo import RobustnessCard, list_zoo, load, push
 
 __version__ = "0.1.0"
 
-__all__ = ["AWP", "TRADES", "AttackPolicy", "Cosine", "Defense", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
+__all__ = ["AWP", "MART", "TRADES", "AttackPolicy", "Cosine", "Cyclic", "Defense", "EMA", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
            "Reported", "RobustnessCard", "RobustnessResult", "RobustzooError", "Strategy", "Trainer", "create_defense", "create_model",
            "create_policy", "evaluate", "list_defenses", "list_policies", "list_zoo", "load", "load_data", "load_model",
            "load_recipe", "pgd", "push", "register_defense", "register_policy", "run_attacks"]

@@ -17,7 +17,7 @@ from torch import Tensor
 from .errors import CheckpointError, WriteError
 
 META_KEY = "robustzoo"
-STATE_PREFIXES = ("optimizer", "scaler", "policy", "rng", "local")  # tensor names of a training state, not weights
+STATE_PREFIXES = ("optimizer", "scaler", "policy", "rng", "local", "ema")  # a training state's, not weights
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:

@@ -108,7 +108,7 @@ def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | Non
     if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(cli_train.launch_torchrun(nproc))
     from . import distributed
-    from .attacks import check_attack
+    from .evaluation import check_attack
     from .recipe import load_recipe
     from .reproduce import reproduce_run
 
@@ -168,8 +168,9 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n:
     notes, gradient-masking flags and what reproduces it. Under `torchrun --nproc-per-node N -m robustzoo
     evaluate ...` each process attacks a share of the images; rank 0 prints and writes the result.
     """
-    from . import cli_eval, distributed
-    from .attacks import check_attack, check_autoattack
+    from . import distributed
+    from .evaluation import check_attack, check_autoattack
+    from .evaluation import cli as cli_eval
     from .trainer import resolve_device
 
     if compare:

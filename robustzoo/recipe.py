@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .defenses import PGDAT, Defense
+from .ema import EMA, as_ema
 from .errors import InvalidValueError, RecipeError
 from .policies import AttackPolicy, Fixed
 from .schedules import Piecewise
@@ -26,6 +27,7 @@ class Reported:
     cw: float | None = None
     aa: float | None = None
     pgd10: float | None = None  # where the paper reports PGD-10 instead of PGD-20 (LAS-AT Tables 1, 6)
+    pgd50: float | None = None  # the fast-AT papers' PGD-50 (theirs with 10 restarts; `evaluate`'s pgd50 has 1)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -57,12 +59,14 @@ class Recipe:
     attack_train_mode: bool = False
     final_clip: bool = False  # project x_adv onto the `eps` ball before the loss (LAS-AWP, ECAS-AWP code)
     augment: bool = True  # the dataset's crop/flip augmentation (False: none, as LAS-AWP's Tiny-ImageNet code)
+    ema: EMA | float | None = None  # weight averaging (`EMA`, or a decay): validated, selected and saved
     seed: int = 0
     reported: Reported | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
+        self.ema = as_ema(self.ema)
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidValueError(f"{name}={getattr(self, name)!r}; expected a positive integer")
@@ -83,7 +87,8 @@ class Recipe:
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
                 "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip,
-                **({} if self.augment else {"augment": False}), "seed": self.seed,
+                **({} if self.augment else {"augment": False}),
+                **({"ema": self.ema.config()} if self.ema else {}), "seed": self.seed,
                 "reported": self.reported.as_dict() if self.reported else None}
 
 

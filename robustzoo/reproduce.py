@@ -104,7 +104,7 @@ def reproduce_run(trainer: Any, *, attacks: Sequence[str], n: int | None, batch_
     Writes `eval.json`, the card (`card.md`, with the Δ row) and `reproduce.json` in the run folder; prints
     the table on rank 0 (other ranks return None). An evaluation stopped half-way continues from its state
     file when the weights are the same ones; for other weights (training went on) it starts again."""
-    from . import cli_eval
+    from .evaluation import cli as cli_eval
     from .trainer import resolve_checkpoint
 
     out, main = trainer.out, trainer.dist.is_main

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class Piecewise:
@@ -34,3 +36,21 @@ class Cosine:
 class Constant:
     def __call__(self, progress: float) -> float:
         return 1.0
+
+
+@dataclass(frozen=True)
+class Cyclic:
+    """One linear cycle 0 → 1 → 0 with its top at `peak` (fraction of the run), stepped per batch: the
+    one-step fast-AT schedule (torch's `CyclicLR(0, max_lr)` in `locuslab/fast_adversarial`
+    `CIFAR10/train_fgsm.py:85-88` and `pdejorge/N-FGSM` `train.py:177-184`)."""
+
+    peak: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.peak < 1.0:
+            raise InvalidValueError(f"peak={self.peak!r}; expected a fraction of the run in (0, 1)")
+
+    def __call__(self, progress: float) -> float:
+        if progress < self.peak:
+            return progress / self.peak
+        return max(0.0, (1.0 - progress) / (1.0 - self.peak))

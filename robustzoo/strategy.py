@@ -25,7 +25,9 @@ class Strategy:
     `extras` holds per-sample values a defense or the telemetry reads (TRADES `beta`; bool flags such as
     ECAS `adjusted` are reported as shares). `search`, when set, is an attack that resolves the budget
     itself (SAAT's SA-PGD): the defense calls it, with its own loss, instead of `pgd`, and the search
-    writes the budgets and step counts it used back into `eps` and `steps`.
+    writes the budgets and step counts it used back into `eps` and `steps`. `start_scale` widens the
+    uniform random start to `start_scale`·eps and `project=False` keeps x_adv in [0, 1] only, not in the
+    eps ball: together N-FGSM's noise U[−2ε, 2ε] and unprojected step (`Fixed(start_scale=2, project=False)`).
     """
 
     eps: Tensor
@@ -33,17 +35,20 @@ class Strategy:
     steps: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
     search: Callable[..., Tensor] | None = None
+    start_scale: float = 1.0
+    project: bool = True
 
     def __len__(self) -> int:
         return self.eps.shape[0]
 
     @classmethod
     def uniform(cls, batch_size: int, eps: float, step_size: float, steps: int,
-                device: torch.device | str = "cpu") -> "Strategy":
+                device: torch.device | str = "cpu", *, start_scale: float = 1.0, project: bool = True) -> "Strategy":
         """The same budget for every sample (classic PGD). `steps` stays on the CPU: no sync to read it."""
         return cls(eps=torch.full((batch_size,), float(eps), device=device),
                    step_size=torch.full((batch_size,), float(step_size), device=device),
-                   steps=torch.full((batch_size,), int(steps), dtype=torch.long))
+                   steps=torch.full((batch_size,), int(steps), dtype=torch.long),
+                   start_scale=float(start_scale), project=bool(project))
 
     def summary(self) -> dict[str, Tensor]:
         """Batch means of each parameter as device tensors (read them off the hot path)."""

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from . import distributed, runs
-from .attacks import run_attacks
 from .checkpoint import (STATE_PREFIXES, atomic_write, dumps, flatten_state, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state, unflatten_state, write_json)
 from .data import Data, Loader, load_data
+from .evaluation import run_attacks
 from .errors import (CheckpointError, InvalidValueError, PreemptedError, RunExistsError,
                      TrainingDivergedError)
 from .models import build_model, create_model
@@ -154,6 +154,9 @@ class Trainer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         recipe.policy.setup(self.model)
+        # weight averaging (timm's ModelEmaV3): a copy of the model, updated after every step; BatchNorm
+        # statistics are all-reduced before each update under DDP, so every rank holds the same average
+        self.ema = recipe.ema.build(self.model) if recipe.ema else None
         if compile_mode:
             self.model.compile(mode=compile_mode)  # in place: state_dict keys stay the model's own
         self.train_model: nn.Module = self.model
@@ -293,6 +296,8 @@ class Trainer:
                     distributed.all_reduce_mean_(self._bn_stats)  # the same model, the one saved and resumed
                 recipe.policy.record(strategy)
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(model, step=self.step)
                 run.add(loss, logits, y, strategy, self.step)
                 update(i + 1, len(self.loader), run.totals, run.n, run.step_sums)
                 if (i + 1) % FINITE_EVERY == 0:
@@ -317,7 +322,8 @@ class Trainer:
 
     def _require_finite_weights(self, epoch: int) -> None:
         """Never write non-finite weights: one host read per checkpoint."""
-        params = [p.detach() for p in self.model.parameters() if p.is_floating_point()]
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        params = [p.detach() for m in models for p in m.parameters() if p.is_floating_point()]
         if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
             raise TrainingDivergedError(f"training diverged: the weights are not finite in epoch {epoch + 1}; "
                                         f"nothing was written; try a lower learning rate "
@@ -339,6 +345,11 @@ class Trainer:
                                  f"epoch {epoch + 1}, batch {position} of {len(self.loader)}; the exact state is "
                                  f"in {path}; run the same command with --resume to continue")
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights the run is validated, selected and saved on: the average with EMA, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
     def validate(self) -> dict[str, float]:
         """Clean and PGD-K accuracy on the held-out split (the early-stopping signal of Rice et al.)."""
         if len(self.data.val) == 0:
@@ -349,7 +360,7 @@ class Trainer:
         counts = torch.zeros(3, dtype=torch.float64, device=self.device)
         if len(y):
             with self._autocast():
-                clean, robust = run_attacks(self.model, x.float() / 255, y, ["clean", attack], eps=self.recipe.eps,
+                clean, robust = run_attacks(self.eval_model, x.float() / 255, y, ["clean", attack], eps=self.recipe.eps,
                                             batch_size=256, seed=self.recipe.seed + self.dist.rank)
             counts += torch.tensor([round(clean.accuracy * len(y)), round(robust.accuracy * len(y)), len(y)],
                                    dtype=torch.float64, device=self.device)
@@ -358,8 +369,8 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------------
     def save_weights(self, path: Path, record: dict[str, Any]) -> None:
-        """Model weights alone, with what rebuilds the model (`config`) in the metadata."""
-        tensors = {k: v for k, v in self.model.state_dict().items()}
+        """Model weights alone (the average with EMA), with what rebuilds the model (`config`) in the metadata."""
+        tensors = {k: v for k, v in self.eval_model.state_dict().items()}
         save_checkpoint(path, tensors, {"config": self.model.config, "run": self.run_info, "metrics": record})
 
     def local_states(self, epoch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -376,6 +387,8 @@ class Trainer:
         augmentation generator and (in `local`) every rank's running counts of that epoch."""
         local = local if local is not None else self.local_states()
         tensors = dict(self.model.state_dict())
+        if self.ema is not None:  # the average beside the raw weights: a resume continues both
+            tensors.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
         state = {"epoch": self.epoch, "position": position, "step": self.step, "best": self.best, "metrics": record,
                  "config": self.model.config, "run": self.run_info, "world_size": self.dist.world_size,
                  "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
@@ -396,6 +409,12 @@ class Trainer:
             raise CheckpointError(f"{path} was written for model {state.get('config')}, not {self.model.config}")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
+        ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if self.ema is not None:
+            if not ema_state:
+                raise RunExistsError(f"cannot resume {self.out}: the run there keeps no weight average (ema) and "
+                                     f"this recipe has one; expected the recipe that started it, or --overwrite")
+            self.ema.module.load_state_dict(ema_state)
         self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
         for group in self.optimizer.param_groups:  # checkpoints older than `base_lr` lack it
             group["base_lr"] = self.recipe.lr
@@ -466,15 +485,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, device: str = "cpu") -> nn.Module:
-    """A trained model from a run folder (best, else last checkpoint) or a checkpoint file, in eval mode."""
+    """A trained model from a run folder (best, else last checkpoint) or a checkpoint file, in eval mode.
+
+    A training state (`last.safetensors`) gives its weight average when the run keeps one (`Recipe.ema`),
+    else its raw weights; a weights file (`best.safetensors`, `model.safetensors`) gives what it holds.
+    """
     path = resolve_checkpoint(path)
     tensors, meta = load_checkpoint(path)
     if "config" not in meta:
         raise CheckpointError(f"{path} has no robustzoo model config in its metadata")
     model = build_model(meta["config"])
-    prefix = "model." if "optimizer" in meta else ""  # a full training state, not weights alone
+    prefix = ""
+    if "optimizer" in meta:  # a full training state, not weights alone
+        prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
-             not k.split(".")[0] in STATE_PREFIXES}
+             (prefix or k.split(".")[0] not in STATE_PREFIXES)}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

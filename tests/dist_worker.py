@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from timm.models import register_model
 from torch import nn
 
-from robustzoo import AWP, PGDAT, TRADES, Fixed, Piecewise, Recipe, Trainer, checkpoint, pgd
+from robustzoo import AWP, EMA, PGDAT, TRADES, Fixed, Piecewise, Recipe, Trainer, checkpoint, pgd
 from robustzoo import trainer as trainer_module
 from robustzoo.data import Augment, Split, load_data
 from robustzoo.policies.las import LearnedLAS
@@ -69,12 +69,15 @@ def main(out: Path, defense: str, amp: str = "none", channels_last: bool = False
         "awp": lambda: AWP(PGDAT(random_start=False), gamma=0.02),
         "trades": DeterministicStartTRADES,
         "las": lambda: PGDAT(),
+        "ema": lambda: PGDAT(random_start=False),  # a BatchNorm net with a weight average
     }[defense]()
     if defense == "las":
         policy = LearnedLAS([16 / 255, 32 / 255], [8 / 255], [1, 3], backbone="cifar_small_cnn",
                             backbone_kwargs={"width": 4}, hidden=8, lr=0.05, update_every=1, eval_steps=2)
-    recipe = Recipe(name="dist", model="test_no_bn_net", dataset="digits", policy=policy, defense=model_defense,
-                    eps=32 / 255, epochs=2, batch_size=64, lr=0.05, schedule=Piecewise((0.5,)), val_steps=2)
+    model, ema = ("cifar_small_cnn", EMA(decay=0.5)) if defense == "ema" else ("test_no_bn_net", None)
+    recipe = Recipe(name="dist", model=model, model_kwargs={"width": 4} if ema else {}, dataset="digits",
+                    policy=policy, defense=model_defense, eps=32 / 255, epochs=2, batch_size=64, lr=0.05,
+                    schedule=Piecewise((0.5,)), val_steps=2, ema=ema)
     trainer = Trainer(recipe, out / "run", data=data, device="cpu", amp=amp, channels_last=channels_last,
                       progress=False)
     tensors = {f"init.{k}": v.clone() for k, v in trainer.model.state_dict().items()}
@@ -84,6 +87,8 @@ def main(out: Path, defense: str, amp: str = "none", channels_last: bool = False
     tensors.update({f"model.{k}": v for k, v in trainer.model.state_dict().items()})
     if defense == "las":
         tensors.update({f"net.{k}": v for k, v in policy.net.state_dict().items()})
+    if ema:
+        tensors.update({f"ema.{k}": v for k, v in trainer.ema.module.state_dict().items()})
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"rank{rank}.safetensors"))
 
 

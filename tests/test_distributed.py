@@ -70,6 +70,18 @@ def test_las_strategy_network_is_identical_on_every_rank_after_updates(tmp_path)
     assert len(changed) > len(net) // 2  # 8 REINFORCE updates moved it (from different data on each rank)
 
 
+def test_the_weight_average_is_identical_on_every_rank(tmp_path):
+    ranks = _worker(tmp_path / "run", 2, "ema")
+    ema = [k for k in ranks[0] if k.startswith("ema.")]
+    assert any(k.endswith("running_mean") for k in ema)  # BatchNorm statistics are averaged too
+    for k in ema:
+        assert torch.equal(ranks[0][k], ranks[1][k]), k
+    floats = [k for k in ema if ranks[0][k].is_floating_point()]
+    assert any(not torch.equal(ranks[0][k], ranks[0][k.replace("ema.", "model.", 1)]) for k in floats)  # averaged
+    saved, _ = load_checkpoint(tmp_path / "run" / "run" / "last.safetensors")
+    assert all(torch.equal(saved[k], ranks[0][k]) for k in ema)  # the training state keeps the average
+
+
 def test_bf16_channels_last_two_processes_match_one(tmp_path):
     one, = _worker(tmp_path / "one", 1, "awp", "bf16", "1")
     two = _worker(tmp_path / "two", 2, "awp", "bf16", "1")

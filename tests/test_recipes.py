@@ -114,9 +114,22 @@ def lr_factors(stem: str, epochs: list[int]) -> list[float]:
     ("las_trades_wrn34_cifar10", [74, 75, 89, 90, 99], [1, 0.1, 0.1, 0.01, 0.01]),
     # ECAS-TRADES code: the second milestone (104/100 of the run) never fires — one drop, as the code ran
     ("ecas_trades_wrn34_cifar10", [98, 99, 104, 109], [1, 0.1, 0.1, 0.1]),
+    # MART code: 1-based epoch >= 75: ×0.1, >= 90: ×0.01 (90 epochs)
+    ("mart_wrn34_cifar10", [73, 74, 88, 89], [1, 0.1, 0.1, 0.01]),
 ])
 def test_schedules_drop_at_the_codes_epochs(stem, epochs, factors):
     assert lr_factors(stem, epochs) == pytest.approx(factors)
+
+
+def test_fast_at_recipes_run_one_triangle_of_lr_and_their_attacks():
+    fgsm, _ = load_recipe(ROOT / "recipes" / "fgsm_rs_prn18_cifar10.py")
+    nfgsm, _ = load_recipe(ROOT / "recipes" / "nfgsm_prn18_cifar10.py")
+    # CyclicLR(0, 0.2) per batch: 0 at the start, 0.2 half-way, 0 at the end, linear between
+    assert [fgsm.lr * fgsm.schedule(p) for p in (0, 0.25, 0.5, 0.75, 1.0)] == pytest.approx([0, 0.1, 0.2, 0.1, 0])
+    assert (fgsm.epochs, nfgsm.epochs, fgsm.attack_train_mode, fgsm.val_size) == (15, 30, True, 0)
+    assert fgsm.policy.config() == {"eps": 8 / 255, "step_size": 10 / 255, "steps": 1}
+    assert nfgsm.policy.config() == {"eps": 8 / 255, "step_size": 8 / 255, "steps": 1, "start_scale": 2.0,
+                                     "project": False}
 
 
 def test_las_trades_and_tinyimagenet_code_settings():
@@ -146,6 +159,7 @@ DERIVED = {
     "saat_wrn34_cifar10": ("saat_prn18_cifar10", {"model": "cifar_wrn_34_10"}),
     "saat_prn18_cifar100": ("saat_prn18_cifar10", {"dataset": "cifar100"}),
     "saat_trades_prn18_cifar10": ("saat_prn18_cifar10", {"defense": None, "attack_train_mode": False}),
+    "nfgsm_prn18_cifar10": ("fgsm_rs_prn18_cifar10", {"epochs": 30, "policy": None}),
     **{f"las_at_resnet18_cifar10_{s}": ("las_at_resnet18_cifar10", {"policy": None})
        for s in ("l1", "l1_l2", "l1_l3", "k1", "k10", "k20", "k60")},
 }
@@ -174,7 +188,7 @@ def test_derived_recipes_differ_from_their_base_only_where_they_say(stem):
         assert same is (name not in changed), (stem, name)
         if name in changed and changed[name] is not None:
             assert value == changed[name]
-    assert f"{r.reported.as_dict()['source']}" and r.name != base.name
+    assert (r.reported is None or r.reported.as_dict()["source"]) and r.name != base.name
 
 
 def test_las_ablation_and_k_sweep_rows():

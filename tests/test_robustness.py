@@ -7,7 +7,7 @@ import torch
 import robustzoo
 from robustzoo import RobustnessResult, evaluate
 from robustzoo.errors import InvalidValueError
-from robustzoo.robustness import balanced_order
+from robustzoo.evaluation import balanced_order
 
 
 def test_balanced_order_interleaves_classes_and_keeps_their_own_order():

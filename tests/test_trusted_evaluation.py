@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-import robustzoo.robustness as robustness
+import robustzoo.evaluation.robustness as robustness
 from robustzoo import PGDAT, Fixed, Normalize, Piecewise, Recipe, Trainer, evaluate
 from robustzoo.cli import main
 from robustzoo.errors import EvaluationError, InvalidValueError
@@ -144,7 +144,7 @@ def digits_run(tmp_path, digits_small):
 
 KILLER = """
 import os, signal, sys
-import robustzoo.robustness as r
+import robustzoo.evaluation.robustness as r
 calls = 0
 write = r.write_json
 def killing(path, obj):

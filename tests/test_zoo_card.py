@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from robustzoo import RobustnessCard, list_zoo, load_recipe
-from robustzoo.attacks.evaluation import AttackResult
+from robustzoo.evaluation import AttackResult
 from robustzoo.errors import HubError, InvalidValueError, UnknownNameError
 from robustzoo.zoo import card_from_recipe, load, zoo_card
 from robustzoo.zoo.catalog import zoo_dir
@@ -96,6 +96,7 @@ ZOO = {  # zoo entry -> recipe: every recipe that reproduces a paper row
     "ecas-awp-resnet18-cifar10": "ecas_awp_resnet18_cifar10", "saat-down-prn18-cifar10": "saat_down_prn18_cifar10",
     "saat-wrn34-cifar10": "saat_wrn34_cifar10", "saat-prn18-cifar100": "saat_prn18_cifar100",
     "saat-trades-prn18-cifar10": "saat_trades_prn18_cifar10",
+    "mart-wrn34-cifar10": "mart_wrn34_cifar10", "fgsm-rs-prn18-cifar10": "fgsm_rs_prn18_cifar10",
 }
 REFERENCE_RUNS = {"quickstart"}  # recipes whose `reported` is robustzoo's own reference run, not a paper row
 

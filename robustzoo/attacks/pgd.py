@@ -60,22 +60,26 @@ def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
         generator: torch.Generator | None = None) -> Tensor:
     """Maximize `loss(model(x_adv), target)` within each sample's own L-inf ball; returns `x_adv` in [0,1].
 
-    The random start is uniform in the ball, or `x + start_std·N(0, 1)` when `start_std` is given
-    (TRADES: 0.001). The model is used as it is (train or eval mode is the caller's choice); parameter
-    gradients are neither computed nor touched.
+    The random start is uniform in the ball (in `strategy.start_scale` times it: N-FGSM's 2ε), or
+    `x + start_std·N(0, 1)` when `start_std` is given (TRADES: 0.001). With `strategy.project=False` the
+    iterates are kept in [0, 1] only, not projected onto the ball (N-FGSM). The model is used as it is
+    (train or eval mode is the caller's choice); parameter gradients are neither computed nor touched.
     """
     x = x.detach()
     shape = (-1,) + (1,) * (x.dim() - 1)
     eps = strategy.eps.to(x.device, x.dtype).view(shape)
     alpha = strategy.step_size.to(x.device, x.dtype).view(shape)
-    lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    if strategy.project:
+        lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    else:
+        lo, hi = torch.zeros_like(x), torch.ones_like(x)
     steps = strategy.steps.detach().to("cpu", torch.long).clamp(min=0)  # the one host read of the attack
     order, counts = _step_counts(steps)
     if not counts:
         return x.clone()
     if random_start:  # inside each sample's own ball; samples with 0 steps stay clean
         if start_std is None:
-            noise = (2 * random_like(x, torch.rand, generator) - 1) * eps
+            noise = (2 * random_like(x, torch.rand, generator) - 1) * (eps * strategy.start_scale)
         else:
             noise = start_std * random_like(x, torch.randn, generator)
         if counts[0] < len(x):  # some samples have 0 steps

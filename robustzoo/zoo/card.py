@@ -51,6 +51,7 @@ class RobustnessCard:
     epochs: int | None = None  # epochs trained (None: not trained yet)
     train_seconds: float | None = None
     mean_attack_steps: float | None = None  # attack steps per training sample over the run (what it cost)
+    weight_averaging: dict[str, Any] | None = None  # the EMA the weights are (`robustzoo.EMA` config), or None
     repo_id: str | None = None  # where the weights are published (None: not yet)
     revision: str | None = None  # the Hub commit the weights were pushed in
     weights_sha256: str | None = None  # sha256 of model.safetensors
@@ -203,6 +204,9 @@ class RobustnessCard:
                   + (f", {_duration(self.train_seconds)} of training" if self.train_seconds else "")
                   + (f", {self.mean_attack_steps:.2f} attack steps per training sample on average"
                      if self.mean_attack_steps is not None else "")]
+        if self.weight_averaging:
+            lines.append(f"- weight averaging: EMA, decay {self.weight_averaging.get('decay')} (timm `ModelEmaV3` "
+                         f"{json.dumps(self.weight_averaging, sort_keys=True)}); the weights are the average")
         lines += ["", "## Evaluation protocol", ""]
         if self.evaluation:
             ev = self.evaluation

@@ -58,7 +58,8 @@ def card_from_recipe(recipe: Recipe, recipe_path: str, recipe_sha256: str, *, na
         threat_model={"norm": "Linf", "eps": recipe.eps}, policy=summary["policy"],
         policy_config=summary["policy_config"], defense=summary["defense"], defense_config=summary["defense_config"],
         recipe=recipe_path, recipe_sha256=recipe_sha256, repo_id=repo_id or f"{ZOO_OWNER}/{name}",
-        paper=recipe.reported.as_dict() if recipe.reported else {}, description=recipe.description.strip())
+        weight_averaging=summary.get("ema"), paper=recipe.reported.as_dict() if recipe.reported else {},
+        description=recipe.description.strip())
 
 
 def card_from_run(run_dir: str | Path, run_info: dict[str, Any], *, name: str | None = None) -> RobustnessCard:
@@ -78,5 +79,5 @@ def card_from_run(run_dir: str | Path, run_info: dict[str, Any], *, name: str | 
         defense=recipe["defense"], defense_config=recipe.get("defense_config", {}),
         recipe=run_info.get("recipe_path"), recipe_sha256=run_info.get("recipe_sha256"),
         epochs=epochs or None, train_seconds=seconds if epochs else None, mean_attack_steps=steps,
-        paper=recipe.get("reported") or {})
+        weight_averaging=recipe.get("ema"), paper=recipe.get("reported") or {})
 

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InvalidValueError
+from ..errors import InvalidValueError
 
 console = Console()
 
@@ -18,12 +18,12 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
 
     Each finished chunk of images goes to `<out>.state.json` first, so a killed evaluation continues where it
     stopped; the state file is removed once the result is written. Returns the written record."""
-    from .checkpoint import sha256_file, write_json
-    from .data import load_data
+    from ..checkpoint import sha256_file, write_json
+    from ..data import load_data
+    from ..strategy import check_eps
+    from ..trainer import resolve_checkpoint
+    from ..zoo import load
     from .robustness import evaluate
-    from .strategy import check_eps
-    from .trainer import resolve_checkpoint
-    from .zoo import load
 
     model = load(source, revision, device=device)  # a local run, a zoo name or a Hub repo
     run_info = model.run_info
@@ -62,7 +62,7 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
         rank_state.unlink(missing_ok=True)
     console.print(f"results written to {out}")
     if fill_card:
-        from .zoo.evaluation import fill_card as fill
+        from .card import fill_card as fill
 
         card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
         fill(model, source, card_path, result.results, eps=options["eps"], n=result.n,

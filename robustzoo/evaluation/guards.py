@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .errors import InvalidValueError
+from ..errors import InvalidValueError
 
 
 def check_input_range(x: Tensor) -> None:

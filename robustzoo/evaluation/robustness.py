@@ -11,16 +11,15 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import distributed
-from .attacks import check_attack, check_autoattack
-from .attacks.evaluation import AttackResult, autoattack_run, check_adversarial, white_box
-from .checkpoint import write_json
-from .data import Data, Split
-from .errors import EvaluationError, InvalidValueError
+from .. import distributed
+from ..checkpoint import write_json
+from ..data import Data, Split
+from ..errors import EvaluationError, InvalidValueError
+from ..models.autocast import Autocast, amp_dtype
+from ..strategy import check_eps
+from .attacks import AttackResult, autoattack_run, check_adversarial, check_attack, check_autoattack, white_box
 from .guards import check_input_range, is_randomized
 from .masking import sanity_checks
-from .models.autocast import Autocast, amp_dtype
-from .strategy import check_eps
 
 
 @dataclass

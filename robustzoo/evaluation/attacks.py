@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import EvaluationError, InvalidValueError, UnknownNameError
 from ..strategy import Strategy, check_eps
-from .pgd import cross_entropy, cw_margin, pgd
+from ..attacks.pgd import cross_entropy, cw_margin, pgd
 
 AA_VERSIONS = ("standard", "plus", "rand", "custom")
 AA_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")

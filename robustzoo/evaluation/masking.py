@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.evaluation import attack_outcomes
+from .attacks import attack_outcomes
 
 BIG_EPS = 64 / 255
 SQUARE_QUERIES = 1000

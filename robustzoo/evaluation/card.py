@@ -10,8 +10,8 @@ from torch import nn
 from ..checkpoint import sha256_file
 from ..errors import InvalidValueError
 from ..trainer import resolve_checkpoint
-from .card import RobustnessCard, eps_str
-from .catalog import card_from_run
+from ..zoo.card import RobustnessCard, eps_str
+from ..zoo.catalog import card_from_run
 
 
 def software_versions() -> dict[str, str]:
