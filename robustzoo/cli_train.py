@@ -32,6 +32,9 @@ TRAIN_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--model", "model_name", help="Override the recipe's architecture (any timm name)."),
     click.option("--train-subset", type=click.IntRange(min=1), help="Train on N random training images (quick runs)."),
     click.option("--val-size", type=click.IntRange(min=0), help="Override the held-out validation size."),
+    click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY",
+                 help="Keep an exponential moving average of the weights (e.g. 0.999): validated, selected and "
+                      "saved as the run's weights."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
     click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
                  help="Mixed precision. auto: bf16 on GPUs that support it, fp16 with a grad scaler on older "
@@ -56,7 +59,8 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def make_trainer(recipe_path: Path, *, epochs: int | None, out: Path | None, resume: bool, overwrite: bool,
                  checkpoint_every: float, data_dir: Path | None, download: bool, batch_size: int | None,
                  model_name: str | None, train_subset: int | None, val_size: int | None, device: str, amp: str,
-                 channels_last: bool, compile_mode: str | None, sync_bn: bool, progress: bool) -> Any:
+                 channels_last: bool, compile_mode: str | None, sync_bn: bool, progress: bool,
+                 ema: float | None = None) -> Any:
     """The recipe with the command line's overrides, as a Trainer writing to --out (nothing trained yet)."""
     from .recipe import load_recipe
     from .runs import check_not_a_file
@@ -65,7 +69,7 @@ def make_trainer(recipe_path: Path, *, epochs: int | None, out: Path | None, res
     recipe, sha = load_recipe(recipe_path)
     changes = {"model_kwargs": {}} if model_name and model_name != recipe.model else {}
     recipe = recipe.replace(epochs=epochs, batch_size=batch_size, model=model_name, train_subset=train_subset,
-                            val_size=val_size, **changes,
+                            val_size=val_size, ema=ema, **changes,
                             data_dir=str(data_dir) if data_dir else None, download=download or None)
     out = out or Path("runs") / recipe.name
     if resume and overwrite:

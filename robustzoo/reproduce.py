@@ -79,7 +79,7 @@ def training_summary(run_dir: str | Path) -> tuple[int, float, float | None]:
 def setting_differences(recipe: Any, original: Any) -> list[str]:
     """The fields a command line changed that change what is trained (epochs, model, data, batch)."""
     out = []
-    for name in ("epochs", "model", "model_kwargs", "train_subset", "batch_size", "val_size", "dataset"):
+    for name in ("epochs", "model", "model_kwargs", "train_subset", "batch_size", "val_size", "dataset", "ema"):
         now, was = getattr(recipe, name), getattr(original, name)
         if now != was:
             out.append(f"{name} {now!r} (recipe: {was!r})")

@@ -96,6 +96,24 @@ def test_resume_refuses_to_add_or_drop_the_average(tmp_path, digits_small):
                 device="cpu").fit(resume=True)
 
 
+def test_train_ema_option_overrides_the_recipe(tmp_path):
+    from click.testing import CliRunner
+
+    from robustzoo.cli import main
+
+    (tmp_path / "recipe.py").write_text(
+        "from robustzoo import Fixed, Recipe\n"
+        "def recipe():\n"
+        "    return Recipe(name='e', model='cifar_small_cnn', model_kwargs={'width': 4}, dataset='digits',\n"
+        "                  val_size=32, policy=Fixed(eps=0.1, step_size=0.05, steps=1), epochs=1, batch_size=64)\n")
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "recipe.py"), "--ema", "0.9", "--out",
+                                       str(tmp_path / "run"), "--device", "cpu", "--quiet", "--train-subset", "128"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["ema"]["decay"] == 0.9
+    bad = CliRunner().invoke(main, ["train", str(tmp_path / "recipe.py"), "--ema", "1.5", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--ema" in bad.output
+
+
 def test_ema_settings_and_bad_values():
     assert as_ema(0.999) == EMA(decay=0.999) and as_ema(None) is None
     assert _recipe(ema=0.9).ema == EMA(decay=0.9)
