@@ -6,7 +6,8 @@ work on), then, on the first `--n` class-balanced test images, interleaved round
   direct   pyautoattack's `run_standard_evaluation` on the images (the baseline),
   ours     `robustzoo.evaluate(model, data, ("aa",), sanity=False, state_path=...)`,
   sanity   `robustzoo.evaluation.sanity_checks` on the first `--sanity-n` images.
-Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct.
+Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct. `--norm L2 --eps 0.5` runs the L2 threat model
+(the same accuracy both ways is the check of robustzoo's L2 AutoAttack path).
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
 from __future__ import annotations
@@ -35,12 +36,16 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, help="CIFAR-10 image-folder tree (default: unpack the shared one)")
+    parser.add_argument("--norm", choices=["Linf", "L2"], default="Linf")
+    parser.add_argument("--eps", type=float, help="budget (default: 8/255 in Linf, 0.5 in L2)")
     parser.add_argument("--quick", action="store_true", help="smoke run: n 100, 1 round, 1 epoch on 2,000 images")
     args = parser.parse_args()
     if args.quick:
         args.n, args.sanity_n, args.rounds, args.train_subset, args.epochs = 100, 50, 1, 2000, 1
+    eps = args.eps if args.eps is not None else (8 / 255 if args.norm == "Linf" else 0.5)
     torch.set_num_threads(args.threads)
-    tree = unpack(ARCHIVE, ROOT / "benchmarks" / ".cache" / "cifar10-jpeg")
+    tree = args.data_dir or unpack(ARCHIVE, ROOT / "benchmarks" / ".cache" / "cifar10-jpeg")
     data = load_data("cifar10", tree, val_size=0, train_subset=args.train_subset, seed=0)
     recipe = Recipe(name="eval-cost", model="cifar_small_cnn", model_kwargs={"width": 16}, dataset="cifar10",
                     policy=Fixed(eps=8 / 255, step_size=2 / 255, steps=5), defense=PGDAT(), epochs=args.epochs,
@@ -57,7 +62,7 @@ def main() -> None:
         def direct() -> float:
             from pyautoattack import AutoAttack
 
-            adversary = AutoAttack(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
+            adversary = AutoAttack(model, norm=args.norm, eps=eps, version="standard", seed=0, device="cpu")
             adversary.verbose = False
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=args.batch_size)
             with torch.no_grad():
@@ -65,18 +70,18 @@ def main() -> None:
 
         def ours() -> float:
             state = Path(tmp) / f"state-{time.perf_counter_ns()}.json"
-            result = evaluate(model, data.test, ("aa",), eps=8 / 255, n=args.n, batch_size=args.batch_size,
-                              seed=0, sanity=False, state_path=state)
+            result = evaluate(model, data.test, ("aa",), eps=eps, n=args.n, batch_size=args.batch_size,
+                              seed=0, sanity=False, state_path=state, norm=args.norm)
             return result.accuracy["aa"]
 
         def sanity() -> float:
             sub = idx[:args.sanity_n]
-            flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], 8 / 255,
-                                           batch_size=args.batch_size, seed=0)
+            flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], eps,
+                                           batch_size=args.batch_size, seed=0, norm=args.norm)
             print(f"# sanity numbers: {numbers}; flags: {[f.name for f in flags]}")
             return numbers["pgd20"]
 
-        print(header("eval_cost", torch.device("cpu"), n=args.n, sanity_n=args.sanity_n,
+        print(header("eval_cost", torch.device("cpu"), norm=args.norm, eps=f"{eps:.4g}", n=args.n, sanity_n=args.sanity_n,
                      batch_size=args.batch_size, rounds=args.rounds))
         times: dict[str, list[float]] = {"direct": [], "ours": [], "sanity": []}
         for r in range(args.rounds):

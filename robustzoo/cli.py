@@ -131,7 +131,9 @@ def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | Non
 @click.argument("source", metavar="RUN|ZOO_NAME|REPO_ID", required=False)
 @click.option("--attack", "attacks", multiple=True, default=("clean", "pgd20"), show_default=True,
               help="clean, fgsm, pgd10, pgd20, pgd50 (any pgdK), cw, aa; repeat or comma-separate.")
-@click.option("--eps", type=Eps(), help="L-inf budget, e.g. 8/255 (default: the model's threat model).")
+@click.option("--eps", type=Eps(), help="Budget, e.g. 8/255 (L∞) or 0.5 (L2) (default: the model's threat model).")
+@click.option("--norm", type=click.Choice(["Linf", "L2"]),
+              help="Threat model of the attacks (default: the model's); another norm needs --eps.")
 @click.option("--n", "--num-images", "n", type=click.IntRange(min=1),
               help="Evaluate the first N test images (class-balanced order); under torchrun write --num-images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
@@ -158,7 +160,8 @@ def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | Non
               help="Print which images changed outcome between two result files (no evaluation).")
 @click.option("--reproduce", type=click.Path(path_type=Path), metavar="RESULT.json",
               help="Re-run the evaluation RESULT.json records; exit 1 unless the numbers are identical.")
-def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n: int | None, batch_size: int,
+def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, norm: str | None, n: int | None,
+             batch_size: int,
              aa_version: str, aa_attacks: str | None, seed: int, randomized: bool, sanity: bool | None,
              sanity_n: int, chunk_size: int, amp: str, data_dir: Path | None, device: str, revision: str | None,
              fill_card: bool, out: Path | None, compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
@@ -184,7 +187,7 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, n:
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
     check_autoattack(aa_version, aa_list)
-    options = {"attacks": names, "eps": eps, "n": n, "batch_size": batch_size, "seed": seed,
+    options = {"attacks": names, "eps": eps, "norm": norm, "n": n, "batch_size": batch_size, "seed": seed,
                "aa_version": aa_version, "aa_attacks": aa_list, "randomized": randomized, "sanity": sanity,
                "sanity_n": sanity_n, "chunk_size": chunk_size, "amp": None if amp == "none" else amp}
     dist, rank_device = distributed.setup(resolve_device(device))  # under torchrun: each rank a shard
@@ -232,16 +235,22 @@ def zoo_list() -> None:
 
     table = Table(title="robustzoo model zoo: test accuracy %, measured ([dim](paper target)[/] until measured)")
     table.add_column("name", no_wrap=True)
-    for col in ("model", "data", "policy × defense", "L∞ eps"):
+    for col in ("model", "data", "policy × defense", "eps"):
         table.add_column(col)
     for col in MAIN_ATTACKS.values():
         table.add_column(col, justify="right")
     table.add_column("weights")
     for card in list_zoo():
         table.add_row(card.name, card.architecture, card.dataset, f"{card.policy} × {card.defense_label}",
-                      eps_str(card.threat_model.get("eps")), *(_cell(card, a) for a in MAIN_ATTACKS),
+                      _budget(card.threat_model, eps_str), *(_cell(card, a) for a in MAIN_ATTACKS),
                       card.repo_id if card.weights_sha256 else "[dim]not published[/]")
     console.print(table)
+
+
+def _budget(threat_model: dict[str, Any], eps_str: Any) -> str:
+    """`L∞ 8/255` or `L2 0.5`: a card's threat model in a table cell."""
+    norm = threat_model.get("norm", "Linf")
+    return f"{norm.replace('Linf', 'L∞')} {eps_str(threat_model.get('eps'))}"
 
 
 @zoo.command("show")
@@ -252,7 +261,7 @@ def zoo_show(name: str) -> None:
     from .zoo.card import MAIN_ATTACKS, attack_title, eps_str
 
     card = zoo_card(name)
-    console.print(f"[bold]{card.name}[/] — {card.architecture} on {card.dataset}, L∞ eps {eps_str(card.threat_model.get('eps'))}, "
+    console.print(f"[bold]{card.name}[/] — {card.architecture} on {card.dataset}, eps {_budget(card.threat_model, eps_str)}, "
                   f"{card.policy} × {card.defense_label}")
     attacks = [*MAIN_ATTACKS, *(a for a in card.results if a not in MAIN_ATTACKS)]
     table = Table()

@@ -14,7 +14,7 @@ from .ema import EMA, as_ema
 from .errors import InvalidValueError, RecipeError
 from .policies import AttackPolicy, Fixed
 from .schedules import Piecewise
-from .strategy import check_eps
+from .strategy import check_budget
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,19 @@ class Recipe:
     final_clip: bool = False  # project x_adv onto the `eps` ball before the loss (LAS-AWP, ECAS-AWP code)
     augment: bool = True  # the dataset's crop/flip augmentation (False: none, as LAS-AWP's Tiny-ImageNet code)
     ema: EMA | float | None = None  # weight averaging (`EMA`, or a decay): validated, selected and saved
+    norm: str = "Linf"  # the threat model: `eps` is an L∞ or an L2 radius (training attack, validation, cards)
     seed: int = 0
     reported: Reported | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
-        check_eps(self.eps)
+        check_budget(self.eps, self.norm)
+        policy_norm = getattr(self.policy, "norm", "Linf")
+        if policy_norm != self.norm:
+            raise InvalidValueError(
+                f"norm={self.norm!r}, but policy {type(self.policy).__name__} attacks in {policy_norm}; expected a "
+                f"policy with {self.norm} budgets (e.g. Fixed(eps, step_size, steps, norm={self.norm!r}))"
+                + ("; its budgets are L∞-specific" if not hasattr(type(self.policy), "norms") else ""))
         self.ema = as_ema(self.ema)
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -88,7 +95,8 @@ class Recipe:
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
                 "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip,
                 **({} if self.augment else {"augment": False}),
-                **({"ema": self.ema.config()} if self.ema else {}), "seed": self.seed,
+                **({"ema": self.ema.config()} if self.ema else {}),
+                **({"norm": self.norm} if self.norm != "Linf" else {}), "seed": self.seed,
                 "reported": self.reported.as_dict() if self.reported else None}
 
 

@@ -72,20 +72,24 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy: AttackPolicy,
                      defense: Defense, optimizer: torch.optim.Optimizer, *,
                      scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-                     attack_train_mode: bool = False, final_eps: float | None = None,
+                     attack_train_mode: bool = False, final_eps: float | None = None, final_norm: str = "Linf",
                      train_model: nn.Module | None = None) -> tuple[Strategy, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One min-max step: a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; policy update; w step.
 
     `train_model` runs the training loss (the DDP wrapper of `model` in data-parallel runs, whose backward
     all-reduces the gradients); the attack runs on `model` itself, so ranks never wait on each other's
-    per-sample step counts. `final_eps` projects x_adv onto that L∞ ball around x before the loss (the
-    strategy's own budgets shape only the attack path; `Recipe.final_clip`). Returns the strategy, x_adv,
-    the per-sample loss and the logits on x_adv.
+    per-sample step counts. `final_eps` projects x_adv onto that ball (of `final_norm`) around x before the
+    loss (the strategy's own budgets shape only the attack path; `Recipe.final_clip`). Returns the strategy,
+    x_adv, the per-sample loss and the logits on x_adv.
     """
     strategy = policy.strategy(model, x, y)
     with train_mode(model, attack_train_mode), autocast(x.device, amp_dtype):
         x_adv = attacked = defense.attack(model, x, y, strategy)
-    if final_eps is not None:  # x and x_adv are in [0, 1], so the projection stays there
+    if final_eps is not None and final_norm == "L2":
+        delta = x_adv - x
+        radius = delta.flatten(1).norm(dim=1).view((-1,) + (1,) * (x.dim() - 1))
+        x_adv = (x + delta * torch.clamp(final_eps / (radius + 1e-12), max=1.0)).clamp(0.0, 1.0)
+    elif final_eps is not None:  # x and x_adv are in [0, 1], so the projection stays there
         x_adv = torch.min(torch.max(x_adv, x - final_eps), x + final_eps)
     optimizer.zero_grad(set_to_none=True)
     with autocast(x.device, amp_dtype), defense.perturb_weights(model, x, x_adv, y, strategy):
@@ -184,7 +188,7 @@ class Trainer:
                          "dataset": {"name": d.name, "data_dir": recipe.data_dir, "classes": d.classes,
                                      "input_size": list(d.train.x.shape[1:]),
                                      "val_size": recipe.val_size, "seed": recipe.seed},
-                         "threat_model": {"norm": "Linf", "eps": recipe.eps},
+                         "threat_model": {"norm": recipe.norm, "eps": recipe.eps},
                          "amp": amp, "channels_last": channels_last, "compile": compile_mode,
                          "world_size": self.dist.world_size, "sync_bn": sync_bn}
 
@@ -291,7 +295,8 @@ class Trainer:
                 strategy, x_adv, loss, logits = adversarial_step(
                     model, x, y, recipe.policy, recipe.defense, self.optimizer, scaler=self.scaler,
                     amp_dtype=self.amp_dtype, attack_train_mode=recipe.attack_train_mode,
-                    final_eps=recipe.eps if recipe.final_clip else None, train_model=self.train_model)
+                    final_eps=recipe.eps if recipe.final_clip else None, final_norm=recipe.norm,
+                    train_model=self.train_model)
                 if self.dist.enabled:  # ranks' BatchNorm statistics averaged: every rank attacks and validates
                     distributed.all_reduce_mean_(self._bn_stats)  # the same model, the one saved and resumed
                 recipe.policy.record(strategy)
@@ -361,6 +366,7 @@ class Trainer:
         if len(y):
             with self._autocast():
                 clean, robust = run_attacks(self.eval_model, x.float() / 255, y, ["clean", attack], eps=self.recipe.eps,
+                                            norm=self.recipe.norm,
                                             batch_size=256, seed=self.recipe.seed + self.dist.rank)
             counts += torch.tensor([round(clean.accuracy * len(y)), round(robust.accuracy * len(y)), len(y)],
                                    dtype=torch.float64, device=self.device)

@@ -160,6 +160,7 @@ DERIVED = {
     "saat_prn18_cifar100": ("saat_prn18_cifar10", {"dataset": "cifar100"}),
     "saat_trades_prn18_cifar10": ("saat_prn18_cifar10", {"defense": None, "attack_train_mode": False}),
     "nfgsm_prn18_cifar10": ("fgsm_rs_prn18_cifar10", {"epochs": 30, "policy": None}),
+    "pgdat_l2_prn18_cifar10": ("pgdat_prn18_cifar10", {"norm": "L2", "eps": 128 / 255, "policy": None}),
     **{f"las_at_resnet18_cifar10_{s}": ("las_at_resnet18_cifar10", {"policy": None})
        for s in ("l1", "l1_l2", "l1_l3", "k1", "k10", "k20", "k60")},
 }

@@ -97,6 +97,7 @@ ZOO = {  # zoo entry -> recipe: every recipe that reproduces a paper row
     "saat-wrn34-cifar10": "saat_wrn34_cifar10", "saat-prn18-cifar100": "saat_prn18_cifar100",
     "saat-trades-prn18-cifar10": "saat_trades_prn18_cifar10",
     "mart-wrn34-cifar10": "mart_wrn34_cifar10", "fgsm-rs-prn18-cifar10": "fgsm_rs_prn18_cifar10",
+    "pgdat-l2-prn18-cifar10": "pgdat_l2_prn18_cifar10",
 }
 REFERENCE_RUNS = {"quickstart"}  # recipes whose `reported` is robustzoo's own reference run, not a paper row
 

@@ -58,38 +58,49 @@ def to_device(t: Tensor, device: torch.device) -> Tensor:
 def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
         loss: LossFn = cross_entropy, random_start: bool = True, start_std: float | None = None,
         generator: torch.Generator | None = None) -> Tensor:
-    """Maximize `loss(model(x_adv), target)` within each sample's own L-inf ball; returns `x_adv` in [0,1].
+    """Maximize `loss(model(x_adv), target)` within each sample's own eps ball; returns `x_adv` in [0,1].
 
-    The random start is uniform in the ball (in `strategy.start_scale` times it: N-FGSM's 2ε), or
-    `x + start_std·N(0, 1)` when `start_std` is given (TRADES: 0.001). With `strategy.project=False` the
-    iterates are kept in [0, 1] only, not projected onto the ball (N-FGSM). The model is used as it is
-    (train or eval mode is the caller's choice); parameter gradients are neither computed nor touched.
+    L∞ (`strategy.norm`, the default): signed-gradient steps, projection onto the box; L2: steps along the
+    per-sample normalized gradient, projection onto each sample's L2 ball (Rice et al.'s
+    `robust_overfitting/train_cifar.py:110-113`), then the [0, 1] clamp. The random start is uniform in the
+    box, or in L2 a uniform direction at a radius uniform in [0, eps] (`train_cifar.py:79-87`), scaled by
+    `strategy.start_scale` (N-FGSM's 2ε); or `x + start_std·N(0, 1)` when `start_std` is given (TRADES:
+    0.001). With `strategy.project=False` the iterates are kept in [0, 1] only, not projected onto the ball
+    (N-FGSM). The model is used as it is (train or eval mode is the caller's choice); parameter gradients
+    are neither computed nor touched.
     """
     x = x.detach()
     shape = (-1,) + (1,) * (x.dim() - 1)
     eps = strategy.eps.to(x.device, x.dtype).view(shape)
     alpha = strategy.step_size.to(x.device, x.dtype).view(shape)
-    if strategy.project:
-        lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
-    else:
+    l2 = strategy.norm == "L2"
+    if l2 or not strategy.project:
         lo, hi = torch.zeros_like(x), torch.ones_like(x)
+    else:
+        lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
     steps = strategy.steps.detach().to("cpu", torch.long).clamp(min=0)  # the one host read of the attack
     order, counts = _step_counts(steps)
     if not counts:
         return x.clone()
+    ball = eps if l2 and strategy.project else None  # the L2 radius to project onto (None: box only)
     if random_start:  # inside each sample's own ball; samples with 0 steps stay clean
-        if start_std is None:
-            noise = (2 * random_like(x, torch.rand, generator) - 1) * (eps * strategy.start_scale)
-        else:
+        if start_std is not None:
             noise = start_std * random_like(x, torch.randn, generator)
+        elif l2:
+            noise = l2_ball_noise(x, eps * strategy.start_scale, generator)
+        else:
+            noise = (2 * random_like(x, torch.rand, generator) - 1) * (eps * strategy.start_scale)
         if counts[0] < len(x):  # some samples have 0 steps
             noise = noise * to_device(steps > 0, x.device).to(x.dtype).view(shape)
-        x_adv = torch.min(torch.max(x + noise, lo), hi)
+        x_adv = _clip(x + noise, x, lo, hi, ball)
     else:
         x_adv = x.clone()
+    x0 = x
     if order is not None:
         order = to_device(order, x.device)
         x_adv, lo, hi, alpha, target = x_adv[order], lo[order], hi[order], alpha[order], target[order]
+        if l2:
+            x0, ball = x[order], None if ball is None else ball[order]
     scale = 2.0 ** 12 if fp16_autocast(x.device) else 1.0  # keep fp16 input gradients from underflowing
     with frozen_parameters(model):
         for n in counts:
@@ -97,10 +108,36 @@ def pgd(model: nn.Module, x: Tensor, target: Tensor, strategy: Strategy, *,
             with torch.enable_grad():
                 objective = loss(model(x_active), target[:n]).sum() * scale
             grad, = torch.autograd.grad(objective, x_active)
-            x_adv[:n] = torch.min(torch.max(x_active.detach() + alpha[:n] * grad.sign(), lo[:n]), hi[:n])
+            direction = grad / (l2_norm(grad).view(shape) + 1e-12) if l2 else grad.sign()
+            x_adv[:n] = _clip(x_active.detach() + alpha[:n] * direction, x0[:n], lo[:n], hi[:n],
+                              None if ball is None else ball[:n])
     if order is None:
         return x_adv
     return torch.empty_like(x_adv).index_copy_(0, order, x_adv)
+
+
+def l2_norm(t: Tensor) -> Tensor:
+    """Per-sample L2 norm `[B]` of a batch."""
+    return t.flatten(1).norm(dim=1)
+
+
+def l2_ball_noise(x: Tensor, radius: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Per-sample noise: a uniform direction (normalized Gaussian) at a radius uniform in [0, radius]."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    direction = random_like(x, torch.randn, generator)
+    direction = direction / (l2_norm(direction).view(shape) + 1e-12)
+    r = random_like(x.new_empty(len(x)), torch.rand, generator).view(shape)
+    return direction * r * radius
+
+
+def _clip(v: Tensor, x: Tensor, lo: Tensor, hi: Tensor, ball: Tensor | None) -> Tensor:
+    """`v` inside [lo, hi] (the L∞ box ∩ [0, 1], or [0, 1]) and, when `ball` is given, the L2 ball around x."""
+    if ball is not None:
+        delta = v - x
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        delta = delta * torch.clamp(ball / (l2_norm(delta).view(shape) + 1e-12), max=1.0)
+        v = x + delta
+    return torch.min(torch.max(v, lo), hi)
 
 
 def random_like(x: Tensor, draw: Callable[..., Tensor], generator: torch.Generator | None) -> Tensor:

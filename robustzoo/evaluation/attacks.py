@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import EvaluationError, InvalidValueError, UnknownNameError
-from ..strategy import Strategy, check_eps
-from ..attacks.pgd import cross_entropy, cw_margin, pgd
+from ..attacks.pgd import cross_entropy, cw_margin, l2_norm, pgd
+from ..strategy import Strategy, check_budget
 
 AA_VERSIONS = ("standard", "plus", "rand", "custom")
 AA_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
@@ -42,8 +42,10 @@ class AttackResult:
 
 
 def white_box(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float,
-              generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-    """x_adv of one batch under a white-box attack (`clean` returns x), and the attack's settings."""
+              generator: torch.Generator | None = None, norm: str = "Linf") -> tuple[Tensor, dict]:
+    """x_adv of one batch under a white-box attack (`clean` returns x), and the attack's settings.
+
+    In L2 the same attacks take normalized-gradient steps in the L2 ball (FGSM: one step of eps, FGM)."""
     if attack == "clean":
         return x, {}
     if attack == "fgsm":
@@ -52,32 +54,37 @@ def white_box(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float,
         steps, step, loss, start = CW_STEPS, eps / 4, cw_margin, True
     else:
         steps, step, loss, start = int(attack[3:]), eps / 4, cross_entropy, True
-    settings = {"steps": steps, "step_size": step, "loss": loss.__name__, "random_start": start}
-    strategy = Strategy.uniform(len(x), eps, step, steps, x.device)
+    settings = {"steps": steps, "step_size": step, "loss": loss.__name__, "random_start": start,
+                **({"norm": norm} if norm != "Linf" else {})}
+    strategy = Strategy.uniform(len(x), eps, step, steps, x.device, norm=norm)
     return pgd(model, x, y, strategy, loss=loss, random_start=start, generator=generator), settings
 
 
-def check_adversarial(x: Tensor, x_adv: Tensor, eps: float, attack: str, tol: float = 1e-6) -> None:
-    """Refuse adversarial images outside the eps-ball around x or outside [0, 1]."""
+def check_adversarial(x: Tensor, x_adv: Tensor, eps: float, attack: str, tol: float = 1e-6,
+                      norm: str = "Linf") -> None:
+    """Refuse adversarial images outside the eps-ball (of `norm`) around x or outside [0, 1]."""
     if x_adv.shape != x.shape:
         raise EvaluationError(f"attack {attack!r} returned images of shape {tuple(x_adv.shape)}, "
                               f"expected {tuple(x.shape)}")
-    distance = (x_adv - x).abs().amax().item() if len(x) else 0.0
+    if norm == "L2":  # pyautoattack's own L2 check allows 1e-5 of rounding; so does this one
+        distance, tol, what = (l2_norm(x_adv.float() - x.float()).amax().item() if len(x) else 0.0), max(tol, 1e-5), "‖x_adv - x‖₂"
+    else:
+        distance, what = ((x_adv - x).abs().amax().item() if len(x) else 0.0), "|x_adv - x|"
     low, high = (x_adv.amin().item(), x_adv.amax().item()) if len(x) else (0.0, 1.0)
     if distance > eps + tol or low < -tol or high > 1 + tol or x_adv.isnan().any():
-        raise EvaluationError(f"attack {attack!r} returned invalid images: max |x_adv - x| = {distance:.6g} "
-                              f"(eps {eps:.6g}), values in [{low:.6g}, {high:.6g}] (expected [0, 1]); "
+        raise EvaluationError(f"attack {attack!r} returned invalid images: max {what} = {distance:.6g} "
+                              f"(eps {eps:.6g}, {norm}), values in [{low:.6g}, {high:.6g}] (expected [0, 1]); "
                               f"its result is refused")
 
 
 def attack_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, batch_size: int,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+                    generator: torch.Generator | None = None, norm: str = "Linf") -> tuple[Tensor, dict]:
     """Per-image correctness (bool, on the model's device) under a white-box attack, batch by batch."""
     device = next(model.parameters()).device
     correct, settings = [], {}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        xb, settings = white_box(model, xb, yb, attack, eps, generator)
+        xb, settings = white_box(model, xb, yb, attack, eps, generator, norm)
         with torch.no_grad():
             correct.append(model(xb).argmax(1) == yb)
     return (torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool, device=device)), settings
@@ -96,29 +103,29 @@ def check_autoattack(version: str = "standard", attacks: Sequence[str] | None = 
 
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: str = "standard",
                attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0,
-               num_classes: int | None = None) -> Tensor:
+               num_classes: int | None = None, norm: str = "Linf") -> Tensor:
     """Run AutoAttack (`pyautoattack`) and return x_adv; `attacks` switches to the custom version.
 
     With `num_classes`, the attack list is first fitted to it (`fit_autoattack`)."""
     return autoattack_run(model, x, y, eps, version=version, attacks=attacks, batch_size=batch_size, seed=seed,
-                          num_classes=num_classes)[0]
+                          num_classes=num_classes, norm=norm)[0]
 
 
 def autoattack_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, version: str = "standard",
                    attacks: Sequence[str] | None = None, batch_size: int = 250, seed: int = 0,
-                   num_classes: int | None = None) -> tuple[Tensor, Tensor, dict]:
+                   num_classes: int | None = None, norm: str = "Linf") -> tuple[Tensor, Tensor, dict]:
     """AutoAttack's x_adv, the labels it predicted on them, and what ran (attacks, targets, changes)."""
     from pyautoattack import AutoAttack
 
     version = check_autoattack(version, attacks)
     device = next(model.parameters()).device
     adversary = AutoAttack(model, attacks=list(attacks) if attacks else None, device=device, eps=eps,
-                           norm="Linf", seed=seed, version=version)
+                           norm=norm, seed=seed, version=version)
     adversary.verbose = False
     changes = fit_autoattack(adversary, num_classes) if num_classes else []
     x_adv, y_adv = adversary.run_standard_evaluation(x.to(device).contiguous(), y.to(device).contiguous(),
                                                      batch_size=batch_size)
-    ran = {"version": version, "attacks": list(adversary.attacks_to_run), "seed": seed,
+    ran = {"version": version, "attacks": list(adversary.attacks_to_run), "seed": seed, "norm": norm,
            "target_classes": {"apgd-t": adversary.apgd_targeted.n_target_classes,
                               "fab-t": adversary.fab.n_target_classes}, "changes": changes}
     return x_adv, y_adv, ran
@@ -150,9 +157,9 @@ def fit_autoattack(adversary: object, num_classes: int) -> list[str]:
 
 def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *, eps: float = 8 / 255,
                 batch_size: int = 256, seed: int = 0, aa_version: str = "standard",
-                aa_attacks: Sequence[str] | None = None) -> list[AttackResult]:
-    """Accuracy of `model` (mapping [0,1] images to logits) under each attack, in eval mode."""
-    eps = check_eps(eps)
+                aa_attacks: Sequence[str] | None = None, norm: str = "Linf") -> list[AttackResult]:
+    """Accuracy of `model` (mapping [0,1] images to logits) under each attack, in eval mode (`norm`: Linf, L2)."""
+    eps = check_budget(eps, norm)
     if batch_size < 1:
         raise InvalidValueError(f"batch_size={batch_size!r}; expected a positive integer")
     attacks = [check_attack(a) for a in attacks]
@@ -167,12 +174,12 @@ def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], 
             generator = torch.Generator().manual_seed(seed)  # on the CPU: the same starts on any device
             if name == "aa":
                 x_adv = autoattack(model, x, y, eps, version=aa_version, attacks=aa_attacks,
-                                   batch_size=batch_size, seed=seed)
+                                   batch_size=batch_size, seed=seed, norm=norm)
                 correct = int(attack_outcomes(model, x_adv, y, "clean", eps, batch_size)[0].sum())
                 settings = {"version": "custom" if aa_attacks else aa_version,
                             "attacks": list(aa_attacks) if aa_attacks else None, "seed": seed}
             else:
-                outcomes, settings = attack_outcomes(model, x, y, name, eps, batch_size, generator)
+                outcomes, settings = attack_outcomes(model, x, y, name, eps, batch_size, generator, norm)
                 correct = int(outcomes.sum())
             results.append(AttackResult(name, correct / max(len(x), 1), len(x),
                                         time.perf_counter() - start, settings))

@@ -20,7 +20,7 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     stopped; the state file is removed once the result is written. Returns the written record."""
     from ..checkpoint import sha256_file, write_json
     from ..data import load_data
-    from ..strategy import check_eps
+    from ..strategy import check_budget, check_norm
     from ..trainer import resolve_checkpoint
     from ..zoo import load
     from .robustness import evaluate
@@ -29,8 +29,14 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     run_info = model.run_info
     local = "source" not in run_info  # only models from the Hub record where they came from
     options = dict(options)
-    options["eps"] = check_eps(options["eps"] if options.get("eps") is not None
-                               else run_info.get("threat_model", {}).get("eps", 8 / 255))
+    threat = run_info.get("threat_model", {})
+    own_norm = threat.get("norm", "Linf")
+    options["norm"] = check_norm(options.get("norm") or own_norm)
+    if options.get("eps") is None and options["norm"] != own_norm:
+        raise InvalidValueError(f"--norm {options['norm']} differs from the model's threat model ({own_norm}, eps "
+                                f"{threat.get('eps')}); expected an --eps for {options['norm']} (e.g. 0.5)")
+    options["eps"] = check_budget(options["eps"] if options.get("eps") is not None else threat.get("eps", 8 / 255),
+                                  options["norm"])
     ds = run_info.get("dataset", {})
     if not ds.get("name"):
         raise InvalidValueError(f"{source} does not record its dataset; expected a robustzoo model")
@@ -48,8 +54,9 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     result.record.update({"source": source, "revision": None if local else run_info["source"]["revision"],
                           "weights_sha256": weights, "dataset": ds["name"], "split": "test",
                           "sanity_n": options.get("sanity_n", 200), "sanity_requested": options.get("sanity")})
-    eps_255 = options["eps"] * 255
-    console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, L∞ eps={eps_255:.2f}/255"))
+    budget = (f"L∞ eps={options['eps'] * 255:.2f}/255" if options["norm"] == "Linf"
+              else f"{options['norm']} eps={options['eps']:g}")
+    console.print(result.table(f"{source} — {ds['name']} test, n={result.n}, {budget}"))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     for flag in result.flags:
@@ -100,6 +107,7 @@ def reproduce(path: Path, *, data_dir: Path | None, device: str) -> bool:
     options = {k: record[k] for k in ("attacks", "eps", "batch_size", "seed", "aa_version", "aa_attacks",
                                       "randomized", "chunk_size")}
     options["amp"] = record.get("amp")
+    options["norm"] = record.get("norm", "Linf")
     options.update(n=record["n"], sanity=record.get("sanity_requested"), sanity_n=record.get("sanity_n", 200))
     with tempfile.TemporaryDirectory() as tmp:
         again = run(record["source"], options, data_dir=data_dir, device=device, revision=record.get("revision"),

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .attacks import attack_outcomes
 
 BIG_EPS = 64 / 255
+BIG_EPS_L2 = 4.0  # the L2 probe's radius (at least): 8× CIFAR's 0.5
 SQUARE_QUERIES = 1000
 
 
@@ -30,10 +31,10 @@ class Flag:
 
 
 def _accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, batch_size: int,
-              seed: int) -> Tensor:
+              seed: int, norm: str = "Linf") -> Tensor:
     """Per-image correctness under a white-box attack (bool, on the CPU), random starts from `seed`."""
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same starts on any device
-    return attack_outcomes(model, x, y, attack, eps, batch_size, generator)[0].cpu()
+    return attack_outcomes(model, x, y, attack, eps, batch_size, generator, norm)[0].cpu()
 
 
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
@@ -49,8 +50,10 @@ def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor, batch_size: int)
 
 
 def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_size: int = 256,
-                  seed: int = 0) -> tuple[list[Flag], dict[str, Any]]:
-    """Run the four checks on (x, y) (the model in eval mode, on its device); the fired flags and all numbers."""
+                  seed: int = 0, norm: str = "Linf") -> tuple[list[Flag], dict[str, Any]]:
+    """Run the four checks on (x, y) (the model in eval mode, on its device); the fired flags and all numbers.
+
+    In L2 the attacks are the L2 ones, and the large-eps probe's radius is max(4.0, 4·eps)."""
     n = len(y)
     numbers: dict[str, Any] = {"n": n}
     flags = []
@@ -60,23 +63,24 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_s
         flags.append(Flag("zero-gradients", f"{share:.0%} of the images have an input gradient of exactly zero: "
                           f"gradient-based attacks cannot move them (masked or shattered gradients)",
                           {"share": share, "n": n}))
-    big = min(1.0, max(BIG_EPS, 4 * eps))
-    big_acc = _accuracy(model, x, y, "pgd20", big, batch_size, seed).float().mean().item() if n else 0.0
+    big = min(1.0, max(BIG_EPS, 4 * eps)) if norm == "Linf" else max(BIG_EPS_L2, 4 * eps)
+    big_acc = _accuracy(model, x, y, "pgd20", big, batch_size, seed, norm).float().mean().item() if n else 0.0
     numbers["pgd20_big_eps"] = {"eps": big, "accuracy": big_acc}
     if big_acc > 0.1:
-        flags.append(Flag("large-eps", f"PGD-20 at eps {big * 255:.0f}/255 leaves {big_acc:.0%} accuracy: an "
+        shown = f"{big * 255:.0f}/255" if norm == "Linf" else f"{big:g} (L2)"
+        flags.append(Flag("large-eps", f"PGD-20 at eps {shown} leaves {big_acc:.0%} accuracy: an "
                           f"unbounded-enough attack should reach ~0%, so the attack is being blocked",
                           {"eps": big, "accuracy": big_acc, "n": n}))
-    short = _accuracy(model, x, y, "pgd20", eps, batch_size, seed)
-    long = _accuracy(model, x, y, "pgd100", eps, batch_size, seed + 1)
+    short = _accuracy(model, x, y, "pgd20", eps, batch_size, seed, norm)
+    long = _accuracy(model, x, y, "pgd100", eps, batch_size, seed + 1, norm)
     acc20, acc100 = short.float().mean().item(), long.float().mean().item()
     numbers["pgd20"], numbers["pgd100"] = acc20, acc100
     if acc20 - acc100 > 0.05:
         flags.append(Flag("not-converged", f"PGD-100 lowers accuracy by {acc20 - acc100:.1%} below PGD-20: the "
                           f"attack had not converged, more steps or restarts may lower it further",
                           {"pgd20": acc20, "pgd100": acc100, "n": n}))
-    white = short & long & _accuracy(model, x, y, "cw", eps, batch_size, seed + 2)  # robust to all three
-    fooled_by_square = _square_fools(model, x, y, eps, white, seed)
+    white = short & long & _accuracy(model, x, y, "cw", eps, batch_size, seed + 2, norm)  # robust to all three
+    fooled_by_square = _square_fools(model, x, y, eps, white, seed, norm)
     numbers["square_only"] = fooled_by_square
     if fooled_by_square > max(1, 0.02 * n):
         flags.append(Flag("black-box-beats-white-box", f"Square ({SQUARE_QUERIES} queries, no gradients) fools "
@@ -85,14 +89,15 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, batch_s
     return flags, numbers
 
 
-def _square_fools(model: nn.Module, x: Tensor, y: Tensor, eps: float, robust: Tensor, seed: int) -> int:
+def _square_fools(model: nn.Module, x: Tensor, y: Tensor, eps: float, robust: Tensor, seed: int,
+                  norm: str = "Linf") -> int:
     """How many of the images robust to the white-box attacks the Square attack fools."""
     idx = robust.nonzero().flatten().to(x.device)
     if len(idx) == 0:
         return 0
     from pyautoattack.square import SquareAttack
 
-    square = SquareAttack(model, p_init=0.8, n_queries=SQUARE_QUERIES, eps=eps, norm="Linf", n_restarts=1,
+    square = SquareAttack(model, p_init=0.8, n_queries=SQUARE_QUERIES, eps=eps, norm=norm, n_restarts=1,
                           seed=seed, verbose=False, device=x.device, resc_schedule=False)
     x_adv = square.perturb(x[idx].contiguous(), y[idx].contiguous())
     with torch.no_grad():

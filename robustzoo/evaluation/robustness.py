@@ -16,7 +16,7 @@ from ..checkpoint import write_json
 from ..data import Data, Split
 from ..errors import EvaluationError, InvalidValueError
 from ..models.autocast import Autocast, amp_dtype
-from ..strategy import check_eps
+from ..strategy import check_budget
 from .attacks import AttackResult, autoattack_run, check_adversarial, check_attack, check_autoattack, white_box
 from .guards import check_input_range, is_randomized
 from .masking import sanity_checks
@@ -79,8 +79,9 @@ class RobustnessResult:
         """A rich Table: attack, accuracy, seconds."""
         from rich.table import Table
 
-        eps = self.threat_model["eps"]
-        table = Table(title=title or f"n={self.n}, L∞ eps={eps * 255:.2f}/255, seed {self.seed}")
+        eps, norm = self.threat_model["eps"], self.threat_model.get("norm", "Linf")
+        budget = f"L∞ eps={eps * 255:.2f}/255" if norm == "Linf" else f"{norm} eps={eps:g}"
+        table = Table(title=title or f"n={self.n}, {budget}, seed {self.seed}")
         for col in ("attack", "accuracy", "seconds"):
             table.add_column(col, justify="left" if col == "attack" else "right")
         for r in self.results:
@@ -140,7 +141,8 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
              eps: float = 8 / 255, n: int | None = None, batch_size: int = 256, seed: int = 0,
              aa_version: str = "standard", aa_attacks: Sequence[str] | None = None, randomized: bool = False,
              sanity: bool | None = None, sanity_n: int = 200, chunk_size: int = 1000,
-             state_path: str | os.PathLike | None = None, amp: str | None = None) -> RobustnessResult:
+             state_path: str | os.PathLike | None = None, amp: str | None = None,
+             norm: str = "Linf") -> RobustnessResult:
     """Accuracy of `model` under each attack on the first `n` images of `data` in class-balanced order.
 
     The order interleaves the classes (`balanced_order`), so `n=1000` of a class-sorted test set takes 100
@@ -151,13 +153,15 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     checks on `sanity_n` images. With `state_path`, each finished chunk of `chunk_size` images is saved
     there and a restarted evaluation continues from it. Under torchrun each rank takes every world_size-th image.
     `amp` ("bf16" / "fp16") runs every model pass under autocast (`Autocast`; fp32 logits), e.g. to make
-    AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran.
+    AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran. `norm="L2"` makes
+    `eps` an L2 radius (e.g. 0.5): PGD-K and CW take normalized-gradient steps in the L2 ball, AutoAttack
+    runs pyautoattack's L2 version, and x_adv is checked against ‖x_adv − x‖₂ ≤ eps.
     """
     attacks = [check_attack(a) for a in attacks]
     dtype = amp_dtype(amp)
     if dtype is not None:
         model = Autocast(model, dtype)
-    eps = check_eps(eps)
+    eps = check_budget(eps, norm)
     if n is not None and n < 1:
         raise InvalidValueError(f"n={n!r}; expected a positive number of images or None for all")
     if batch_size < 1 or chunk_size < 1:
@@ -191,14 +195,15 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
             aa_version = "rand"
         options = {"attacks": attacks, "eps": eps, "n": len(order), "batch_size": batch_size, "seed": seed,
                    "aa_version": aa_version, "aa_attacks": list(aa_attacks) if aa_attacks else None,
-                   "randomized": randomized, "chunk_size": chunk_size, "amp": amp if dtype is not None else None}
+                   "randomized": randomized, "chunk_size": chunk_size, "amp": amp if dtype is not None else None,
+                   **({"norm": norm} if norm != "Linf" else {})}
         shard = order[distributed.get_rank()::distributed.get_world_size()]
         batches, settings = _attack_batches(model, x, y, shard, attacks, eps, batch_size, seed, aa_version,
-                                            aa_attacks, num_classes, options, _rank_state(state_path), notes)
+                                            aa_attacks, num_classes, options, _rank_state(state_path), notes, norm)
         if sanity if sanity is not None else "aa" in attacks:
             subset = order[:sanity_n]
             flags, numbers = sanity_checks(model, as_float(x[subset]).contiguous().to(device),
-                                           y[subset].to(device), eps, batch_size=batch_size, seed=seed)
+                                           y[subset].to(device), eps, batch_size=batch_size, seed=seed, norm=norm)
         else:
             flags, numbers = [], {}
     finally:
@@ -207,7 +212,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     results = [AttackResult(a, sum(outcomes[a]) / max(len(indices), 1), len(indices), seconds[a],
                             settings.get(a, {})) for a in attacks]
     record = {**options, "versions": versions(), "num_classes": num_classes}
-    return RobustnessResult(results, len(indices), {"norm": "Linf", "eps": eps}, seed, batch_size, indices,
+    return RobustnessResult(results, len(indices), {"norm": norm, "eps": eps}, seed, batch_size, indices,
                             time.perf_counter() - start, outcomes, list(dict.fromkeys(notes)),
                             [f.to_dict() for f in flags], numbers, record)
 
@@ -224,7 +229,7 @@ def _rank_state(path: str | os.PathLike | None) -> Path | None:
 def _attack_batches(model: nn.Module, x: Tensor, y: Tensor, shard: Tensor, attacks: list[str], eps: float,
                     batch_size: int, seed: int, aa_version: str, aa_attacks: Sequence[str] | None,
                     num_classes: int, options: dict[str, Any], state_path: Path | None,
-                    notes: list[str]) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+                    notes: list[str], norm: str = "Linf") -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """Each chunk's per-image outcomes under every attack; chunks already in the state file are kept.
 
     A chunk is `chunk_size` images (a multiple of `batch_size`): white-box attacks go batch by batch, each
@@ -250,7 +255,8 @@ def _attack_batches(model: nn.Module, x: Tensor, y: Tensor, shard: Tensor, attac
             begun = time.perf_counter()
             if name == "aa":
                 x_adv, reported, ran = autoattack_run(model, xc, yc, eps, version=aa_version, attacks=aa_attacks,
-                                                      batch_size=batch_size, seed=seed, num_classes=num_classes)
+                                                      batch_size=batch_size, seed=seed, num_classes=num_classes,
+                                                      norm=norm)
                 settings[name] = ran
                 done["notes"] += [f"AutoAttack adapted to {num_classes} classes: {c}" for c in ran["changes"]]
             else:
@@ -258,10 +264,10 @@ def _attack_batches(model: nn.Module, x: Tensor, y: Tensor, shard: Tensor, attac
                 for b in range(0, len(idx), batch_size):
                     generator = torch.Generator().manual_seed(seed + 1_000_003 * ((begin + b) // batch_size))
                     x_b, settings[name] = white_box(model, xc[b:b + batch_size], yc[b:b + batch_size], name, eps,
-                                                    generator)
+                                                    generator, norm)
                     parts.append(x_b)
                 x_adv = torch.cat(parts)
-            check_adversarial(xc, x_adv, eps, name)
+            check_adversarial(xc, x_adv, eps, name, norm=norm)
             with torch.no_grad():  # always re-scored from x_adv, in eval mode
                 predicted = torch.cat([model(x_adv[b:b + batch_size]).argmax(1)
                                        for b in range(0, len(idx), batch_size)])

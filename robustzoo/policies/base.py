@@ -51,7 +51,13 @@ class Feedback:
 
 
 class AttackPolicy:
-    """Base class. `strategy()` is called once per batch; `update()` after the step; epochs bracket both."""
+    """Base class. `strategy()` is called once per batch; `update()` after the step; epochs bracket both.
+
+    `norm` is the ball the policy's budgets live in; a policy whose budgets are L∞-specific (LAS's option
+    ranges, ECAS's eps space, SAAT's eps_max) stays `Linf` and a recipe with `norm="L2"` refuses it.
+    """
+
+    norm: str = "Linf"
 
     def strategy(self, model: nn.Module, x: Tensor, y: Tensor) -> Strategy:
         raise NotImplementedError

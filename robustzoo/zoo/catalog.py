@@ -55,7 +55,7 @@ def card_from_recipe(recipe: Recipe, recipe_path: str, recipe_sha256: str, *, na
         raise InvalidValueError(f"dataset {recipe.dataset!r}: pass num_classes (known: {sorted(DATASET_CLASSES)})")
     return RobustnessCard(
         name=name, architecture=recipe.model, dataset=recipe.dataset, num_classes=classes,
-        threat_model={"norm": "Linf", "eps": recipe.eps}, policy=summary["policy"],
+        threat_model={"norm": recipe.norm, "eps": recipe.eps}, policy=summary["policy"],
         policy_config=summary["policy_config"], defense=summary["defense"], defense_config=summary["defense_config"],
         recipe=recipe_path, recipe_sha256=recipe_sha256, repo_id=repo_id or f"{ZOO_OWNER}/{name}",
         weight_averaging=summary.get("ema"), paper=recipe.reported.as_dict() if recipe.reported else {},
