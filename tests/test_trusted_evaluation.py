@@ -109,8 +109,8 @@ def test_an_attack_returning_out_of_bounds_images_is_refused(digits_linear, monk
     model, data = digits_linear
     original = robustness.white_box
 
-    def too_far(model, x, y, attack, eps, generator=None):
-        x_adv, settings = original(model, x, y, attack, eps, generator)
+    def too_far(model, x, y, attack, eps, generator=None, norm="Linf"):
+        x_adv, settings = original(model, x, y, attack, eps, generator, norm)
         return (x_adv + 2 * eps).clamp(0, 1) if attack != "clean" else x_adv, settings
 
     monkeypatch.setattr(robustness, "white_box", too_far)
