@@ -49,6 +49,10 @@ def main() -> None:
         counter["step"] += 1
         ema.update(model, step=counter["step"])
 
+    def ema_update():  # the update alone: what EMA adds to a step (the difference of two medians is noise)
+        counter["step"] += 1
+        ema.update(model, step=counter["step"])
+
     def input_grad():  # one attack pass: forward and input gradient
         x0 = x.clone().requires_grad_(True)
         torch.autograd.grad(F.cross_entropy(model(x0), y), x0)
@@ -65,7 +69,7 @@ def main() -> None:
              "PGD-10 + MART": lambda: adversarial_step(model, x, y, pgd10, MART(), optimizer),
              "FGSM-RS + PGDAT": lambda: adversarial_step(model, x, y, fgsm_rs, PGDAT(), optimizer),
              "N-FGSM + PGDAT": lambda: adversarial_step(model, x, y, nfgsm, PGDAT(), optimizer),
-             "input-gradient pass": input_grad, "PGDAT training pass": train_pass(PGDAT()),
+             "EMA update": ema_update, "input-gradient pass": input_grad, "PGDAT training pass": train_pass(PGDAT()),
              "MART training pass": train_pass(MART())}
     print(header("method_cost", device, model=args.model, batch=args.batch_size, repeats=f"{args.repeats} (median)"))
     t = bench(steps, args.repeats, device)
@@ -75,8 +79,9 @@ def main() -> None:
     for name, floor in floors.items():
         print(f"{name:22s} {t[name]:7.3f} s/step  {t[name] / base:.3f}× PGD-10 + PGDAT  "
               f"(floor {floor / (10 * g + tp):.3f}×; {t[name] / floor:.3f}× its own floor)")
-    print(f"EMA update: {t['PGD-10 + PGDAT + EMA'] - base:+.4f} s/step = {100 * (t['PGD-10 + PGDAT + EMA'] / base - 1):+.2f}% "
-          f"of a PGD-10 step (target <= 2%)")
+    print(f"EMA update alone: {1000 * t['EMA update']:.1f} ms = {100 * t['EMA update'] / base:.2f}% of a PGD-10 step "
+          f"(target <= 2%; the step with it minus without: {100 * (t['PGD-10 + PGDAT + EMA'] / base - 1):+.2f}%, "
+          f"within the noise of two medians)")
 
 
 if __name__ == "__main__":
