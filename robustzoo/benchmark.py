@@ -83,6 +83,8 @@ def measure(trainer: Trainer, steps: int = 10, warmup: int = 2) -> Throughput:
                                         scaler=trainer.scaler, amp_dtype=trainer.amp_dtype,
                                         attack_train_mode=recipe.attack_train_mode, train_model=trainer.train_model,
                                         final_eps=recipe.eps if recipe.final_clip else None)
+        if trainer.ema is not None:
+            trainer.ema.update(model, step=trainer.step + 1)
         step_counts.append(strategy.steps.sum())
 
     def full() -> None:

@@ -67,6 +67,9 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check_budget(self.eps, self.norm)
+        if self.norm != "Linf" and self.eps == 8 / 255:
+            raise InvalidValueError(f"norm={self.norm!r} with eps=8/255 (the L∞ default); expected an {self.norm} "
+                                    f"radius, e.g. eps=0.5 on CIFAR-10")
         policy_norm = getattr(self.policy, "norm", "Linf")
         if policy_norm != self.norm:
             raise InvalidValueError(

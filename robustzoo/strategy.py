@@ -1,6 +1,7 @@
 """The strategy `a`: per-sample attack parameters for one batch (eps, step size, steps, extras)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,8 +33,8 @@ def check_budget(eps: float, norm: str = "Linf", name: str = "eps") -> float:
     """Validate a budget of `norm` in [0,1] pixel scale: L∞ 0 < eps <= 1, L2 eps > 0 (e.g. 0.5 on CIFAR)."""
     if check_norm(norm) == "Linf":
         return check_eps(eps, name)
-    if not float(eps) > 0.0:
-        raise InvalidValueError(f"{name}={eps!r} is out of range; expected an L2 radius > 0 in [0,1] pixel "
+    if not (float(eps) > 0.0 and math.isfinite(float(eps))):
+        raise InvalidValueError(f"{name}={eps!r} is out of range; expected a finite L2 radius > 0 in [0,1] pixel "
                                 f"scale (e.g. 0.5 on CIFAR-10)")
     return float(eps)
 

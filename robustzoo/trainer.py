@@ -72,20 +72,20 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy: AttackPolicy,
                      defense: Defense, optimizer: torch.optim.Optimizer, *,
                      scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-                     attack_train_mode: bool = False, final_eps: float | None = None, final_norm: str = "Linf",
+                     attack_train_mode: bool = False, final_eps: float | None = None,
                      train_model: nn.Module | None = None) -> tuple[Strategy, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One min-max step: a = policy(x); x_adv = g(x, a, w); loss at (perturbed) w; policy update; w step.
 
     `train_model` runs the training loss (the DDP wrapper of `model` in data-parallel runs, whose backward
     all-reduces the gradients); the attack runs on `model` itself, so ranks never wait on each other's
-    per-sample step counts. `final_eps` projects x_adv onto that ball (of `final_norm`) around x before the
+    per-sample step counts. `final_eps` projects x_adv onto that ball (of `strategy.norm`) around x before the
     loss (the strategy's own budgets shape only the attack path; `Recipe.final_clip`). Returns the strategy,
     x_adv, the per-sample loss and the logits on x_adv.
     """
     strategy = policy.strategy(model, x, y)
     with train_mode(model, attack_train_mode), autocast(x.device, amp_dtype):
         x_adv = attacked = defense.attack(model, x, y, strategy)
-    if final_eps is not None and final_norm == "L2":
+    if final_eps is not None and strategy.norm == "L2":
         delta = x_adv - x
         radius = delta.flatten(1).norm(dim=1).view((-1,) + (1,) * (x.dim() - 1))
         x_adv = (x + delta * torch.clamp(final_eps / (radius + 1e-12), max=1.0)).clamp(0.0, 1.0)
@@ -295,8 +295,7 @@ class Trainer:
                 strategy, x_adv, loss, logits = adversarial_step(
                     model, x, y, recipe.policy, recipe.defense, self.optimizer, scaler=self.scaler,
                     amp_dtype=self.amp_dtype, attack_train_mode=recipe.attack_train_mode,
-                    final_eps=recipe.eps if recipe.final_clip else None, final_norm=recipe.norm,
-                    train_model=self.train_model)
+                    final_eps=recipe.eps if recipe.final_clip else None, train_model=self.train_model)
                 if self.dist.enabled:  # ranks' BatchNorm statistics averaged: every rank attacks and validates
                     distributed.all_reduce_mean_(self._bn_stats)  # the same model, the one saved and resumed
                 recipe.policy.record(strategy)
@@ -327,8 +326,10 @@ class Trainer:
 
     def _require_finite_weights(self, epoch: int) -> None:
         """Never write non-finite weights: one host read per checkpoint."""
-        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
-        params = [p.detach() for m in models for p in m.parameters() if p.is_floating_point()]
+        tensors = [p.detach() for p in self.model.parameters() if p.is_floating_point()]
+        if self.ema is not None:  # the average is what gets written: its BatchNorm statistics too
+            tensors += [t.detach() for t in self.ema.module.state_dict().values() if t.is_floating_point()]
+        params = tensors
         if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
             raise TrainingDivergedError(f"training diverged: the weights are not finite in epoch {epoch + 1}; "
                                         f"nothing was written; try a lower learning rate "

@@ -56,8 +56,21 @@ def test_unprojected_iterates_stay_in_the_image_range_and_bad_start_scale_is_ref
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and (x_adv - x).abs().max() > EPS
     with pytest.raises(InvalidValueError, match="start_scale=-1"):
         Fixed(start_scale=-1)
-    assert Fixed().config() == {"eps": EPS, "step_size": 2 / 255, "steps": 10}  # PGD configs unchanged
+    assert Fixed().config() == {"eps": EPS, "step_size": 2 / 255, "steps": 10, "start_scale": 1.0, "project": True}
     assert Fixed(start_scale=2, project=False).config()["project"] is False
+
+
+def test_resuming_an_fgsm_rs_run_as_nfgsm_is_refused(tmp_path):
+    from robustzoo.errors import RunExistsError
+
+    def recipe(policy, epochs):
+        return Recipe(name="fast", model="cifar_small_cnn", model_kwargs={"width": 4}, dataset="digits", val_size=0,
+                      policy=policy, epochs=epochs, batch_size=64, lr=0.05, train_subset=128)
+
+    Trainer(recipe(Fixed(eps=0.1, step_size=0.125, steps=1), 1), tmp_path, device="cpu", progress=False).fit()
+    nfgsm = Fixed(eps=0.1, step_size=0.1, steps=1, start_scale=2.0, project=False)
+    with pytest.raises(RunExistsError, match="start_scale"):
+        Trainer(recipe(nfgsm, 2), tmp_path, device="cpu", progress=False).fit(resume=True)
 
 
 def test_nfgsm_recipe_trains_a_step(tmp_path):

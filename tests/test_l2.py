@@ -64,11 +64,17 @@ def test_l2_policies_recipes_and_bad_values():
         Fixed(eps=3.0)
     with pytest.raises(InvalidValueError, match="norm='L1'"):
         Fixed(norm="L1")
+    with pytest.raises(InvalidValueError, match=r"Fixed\(norm='L2'\) needs eps and step_size"):
+        Fixed(norm="L2")
+    with pytest.raises(InvalidValueError, match="eps=inf is out of range"):
+        Fixed(eps=float("inf"), step_size=0.1, norm="L2")
     kw = dict(name="l2", model="cifar_small_cnn", dataset="digits")
     with pytest.raises(InvalidValueError, match="policy Fixed attacks in Linf"):
         Recipe(**kw, norm="L2", eps=0.5)
     with pytest.raises(InvalidValueError, match="policy LearnedLAS attacks in Linf.*L∞-specific"):
         Recipe(**kw, norm="L2", eps=0.5, policy=LearnedLAS())
+    with pytest.raises(InvalidValueError, match="eps=8/255 \\(the L∞ default\\)"):
+        Recipe(**kw, norm="L2", policy=Fixed(eps=0.5, step_size=0.125, norm="L2"))
     recipe = Recipe(**kw, norm="L2", eps=0.5, policy=Fixed(eps=0.5, step_size=0.125, norm="L2"))
     assert recipe.summary()["norm"] == "L2" and "norm" not in Recipe(**kw).summary()
 
@@ -78,7 +84,7 @@ def test_final_clip_projects_onto_the_l2_ball():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     x, y = 0.3 + 0.4 * torch.rand(4, 3, 4, 4), torch.tensor([0, 1, 2, 3])
     policy = Fixed(eps=1.0, step_size=0.5, steps=4, norm="L2")  # attacks up to 1.0, trains at 0.25
-    _, x_adv, _, _ = adversarial_step(model, x, y, policy, PGDAT(), optimizer, final_eps=0.25, final_norm="L2")
+    _, x_adv, _, _ = adversarial_step(model, x, y, policy, PGDAT(), optimizer, final_eps=0.25)
     torch.testing.assert_close(l2_norm(x_adv - x), torch.full((4,), 0.25))
 
 
@@ -110,5 +116,7 @@ def test_evaluate_l2_checks_the_l2_ball_and_autoattack_equals_a_direct_pyautoatt
     assert result.accuracy["aa"] == pytest.approx(direct)
     linf = evaluate(model, data.test, attacks=("pgd20",), eps=0.5 / 8, n=64, batch_size=32, seed=3)
     assert linf.threat_model["norm"] == "Linf"
+    with pytest.raises(InvalidValueError, match="norm='L2' without eps"):
+        evaluate(model, data.test, attacks=("clean",), norm="L2", n=8)
     with pytest.raises(EvaluationError, match="‖x_adv - x‖₂ = .*L2"):
         check_adversarial(x, (x + 0.2).clamp(0, 1), 0.5, "pgd20", norm="L2")  # within L∞ 0.2, far outside L2 0.5

@@ -127,7 +127,8 @@ def test_fast_at_recipes_run_one_triangle_of_lr_and_their_attacks():
     # CyclicLR(0, 0.2) per batch: 0 at the start, 0.2 half-way, 0 at the end, linear between
     assert [fgsm.lr * fgsm.schedule(p) for p in (0, 0.25, 0.5, 0.75, 1.0)] == pytest.approx([0, 0.1, 0.2, 0.1, 0])
     assert (fgsm.epochs, nfgsm.epochs, fgsm.attack_train_mode, fgsm.val_size) == (15, 30, True, 0)
-    assert fgsm.policy.config() == {"eps": 8 / 255, "step_size": 10 / 255, "steps": 1}
+    assert fgsm.policy.config() == {"eps": 8 / 255, "step_size": 10 / 255, "steps": 1, "start_scale": 1.0,
+                                    "project": True}
     assert nfgsm.policy.config() == {"eps": 8 / 255, "step_size": 8 / 255, "steps": 1, "start_scale": 2.0,
                                      "project": False}
 

@@ -1,4 +1,4 @@
-"""Per-sample-budget PGD, the attack g(x, a, w): L-inf, each sample with its own eps, step and steps.
+"""Per-sample-budget PGD, the attack g(x, a, w): L∞ or L2, each sample with its own eps, step and steps.
 
 Samples are sorted by their step count once per call, so the samples still attacking at step t are a
 prefix of the batch: each step runs the model on that prefix only (cost ∝ Σ_i steps_i, not

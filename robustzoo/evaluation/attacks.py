@@ -155,11 +155,20 @@ def fit_autoattack(adversary: object, num_classes: int) -> list[str]:
     return changes
 
 
-def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *, eps: float = 8 / 255,
+def default_eps(eps: float | None, norm: str) -> float:
+    """`eps`, or 8/255 in L∞; an L2 evaluation must say its radius (8/255 is no L2 budget)."""
+    if eps is not None:
+        return eps
+    if norm != "Linf":
+        raise InvalidValueError(f"norm={norm!r} without eps; expected an {norm} radius, e.g. eps=0.5 on CIFAR-10")
+    return 8 / 255
+
+
+def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *, eps: float | None = None,
                 batch_size: int = 256, seed: int = 0, aa_version: str = "standard",
                 aa_attacks: Sequence[str] | None = None, norm: str = "Linf") -> list[AttackResult]:
     """Accuracy of `model` (mapping [0,1] images to logits) under each attack, in eval mode (`norm`: Linf, L2)."""
-    eps = check_budget(eps, norm)
+    eps = check_budget(default_eps(eps, norm), norm)
     if batch_size < 1:
         raise InvalidValueError(f"batch_size={batch_size!r}; expected a positive integer")
     attacks = [check_attack(a) for a in attacks]
@@ -177,7 +186,8 @@ def run_attacks(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], 
                                    batch_size=batch_size, seed=seed, norm=norm)
                 correct = int(attack_outcomes(model, x_adv, y, "clean", eps, batch_size)[0].sum())
                 settings = {"version": "custom" if aa_attacks else aa_version,
-                            "attacks": list(aa_attacks) if aa_attacks else None, "seed": seed}
+                            "attacks": list(aa_attacks) if aa_attacks else None, "seed": seed,
+                            **({"norm": norm} if norm != "Linf" else {})}
             else:
                 outcomes, settings = attack_outcomes(model, x, y, name, eps, batch_size, generator, norm)
                 correct = int(outcomes.sum())

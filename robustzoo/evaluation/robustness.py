@@ -17,7 +17,8 @@ from ..data import Data, Split
 from ..errors import EvaluationError, InvalidValueError
 from ..models.autocast import Autocast, amp_dtype
 from ..strategy import check_budget
-from .attacks import AttackResult, autoattack_run, check_adversarial, check_attack, check_autoattack, white_box
+from .attacks import (AttackResult, autoattack_run, check_adversarial, check_attack, check_autoattack, default_eps,
+                      white_box)
 from .guards import check_input_range, is_randomized
 from .masking import sanity_checks
 
@@ -138,7 +139,7 @@ def as_float(x: Tensor) -> Tensor:
 
 
 def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pgd20", "aa"), *,
-             eps: float = 8 / 255, n: int | None = None, batch_size: int = 256, seed: int = 0,
+             eps: float | None = None, n: int | None = None, batch_size: int = 256, seed: int = 0,
              aa_version: str = "standard", aa_attacks: Sequence[str] | None = None, randomized: bool = False,
              sanity: bool | None = None, sanity_n: int = 200, chunk_size: int = 1000,
              state_path: str | os.PathLike | None = None, amp: str | None = None,
@@ -153,15 +154,15 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     checks on `sanity_n` images. With `state_path`, each finished chunk of `chunk_size` images is saved
     there and a restarted evaluation continues from it. Under torchrun each rank takes every world_size-th image.
     `amp` ("bf16" / "fp16") runs every model pass under autocast (`Autocast`; fp32 logits), e.g. to make
-    AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran. `norm="L2"` makes
-    `eps` an L2 radius (e.g. 0.5): PGD-K and CW take normalized-gradient steps in the L2 ball, AutoAttack
+    AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran. `eps` defaults to
+    8/255 in L∞; `norm="L2"` makes it an L2 radius, to be given (e.g. 0.5): PGD-K and CW take normalized-gradient steps in the L2 ball, AutoAttack
     runs pyautoattack's L2 version, and x_adv is checked against ‖x_adv − x‖₂ ≤ eps.
     """
     attacks = [check_attack(a) for a in attacks]
     dtype = amp_dtype(amp)
     if dtype is not None:
         model = Autocast(model, dtype)
-    eps = check_budget(eps, norm)
+    eps = check_budget(default_eps(eps, norm), norm)
     if n is not None and n < 1:
         raise InvalidValueError(f"n={n!r}; expected a positive number of images or None for all")
     if batch_size < 1 or chunk_size < 1:

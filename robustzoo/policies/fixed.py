@@ -23,11 +23,14 @@ class Fixed(AttackPolicy):
 
     norms = ("Linf", "L2")
 
-    def __init__(self, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, *,
+    def __init__(self, eps: float | None = None, step_size: float | None = None, steps: int = 10, *,
                  start_scale: float = 1.0, project: bool = True, norm: str = "Linf"):
         self.norm = check_norm(norm)
-        self.eps = check_budget(eps, norm)
-        self.step_size = check_budget(step_size, norm, "step_size")
+        if norm != "Linf" and (eps is None or step_size is None):
+            raise InvalidValueError(f"Fixed(norm={norm!r}) needs eps and step_size (the defaults 8/255 and 2/255 "
+                                    f"are L∞ budgets); e.g. Fixed(eps=0.5, step_size=0.125, norm={norm!r})")
+        self.eps = check_budget(8 / 255 if eps is None else eps, norm)
+        self.step_size = check_budget(2 / 255 if step_size is None else step_size, norm, "step_size")
         if int(steps) != steps or steps < 0:
             raise InvalidValueError(f"steps={steps!r}; expected a non-negative integer")
         if not (start_scale >= 0.0 and (norm == "L2" or start_scale * self.eps <= 1.0)):
@@ -40,9 +43,10 @@ class Fixed(AttackPolicy):
                                 start_scale=self.start_scale, project=self.project, norm=self.norm)
 
     def config(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"eps": self.eps, "step_size": self.step_size, "steps": self.steps}
-        if (self.start_scale, self.project) != (1.0, True):  # configs of PGD runs stay as they were
-            out.update(start_scale=self.start_scale, project=self.project)
+        # start_scale and project always: a resume compares the keys the saved run has (runs.differences),
+        # so an FGSM-RS run resumed as N-FGSM is refused
+        out: dict[str, Any] = {"eps": self.eps, "step_size": self.step_size, "steps": self.steps,
+                               "start_scale": self.start_scale, "project": self.project}
         if self.norm != "Linf":
             out["norm"] = self.norm
         return out

@@ -145,7 +145,8 @@ class RobustnessCard:
 
         Results of an earlier evaluation under another protocol (threat model, split, n) are dropped:
         a card never mixes numbers measured under different protocols."""
-        same = all(self.evaluation.get(k) == evaluation.get(k) for k in ("split", "n", "eps", "seed", "checkpoint_sha256"))
+        same = all(self.evaluation.get(k) == evaluation.get(k)
+                   for k in ("split", "n", "eps", "norm", "seed", "checkpoint_sha256"))
         kept = dict(self.results) if same else {}
         attacks = dict(self.evaluation.get("attacks", {})) if same else {}
         for r in results:

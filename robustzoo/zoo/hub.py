@@ -98,7 +98,8 @@ def save_for_hub(model: Normalize, folder: Path) -> None:
     input_size = dataset.get("input_size") or [in_chans, *model.model.pretrained_cfg["input_size"][1:]]
     record = {"format": CONFIG_FORMAT, "model": config,
               "dataset": {"name": dataset.get("name"), "classes": dataset.get("classes"), "input_size": input_size},
-              "threat_model": run.get("threat_model", {})}
+              "threat_model": run.get("threat_model", {}),
+              **({"weight_averaging": run["recipe"]["ema"]} if (run.get("recipe") or {}).get("ema") else {})}
     data = {"input_size": tuple(input_size), "mean": tuple(config["mean"]), "std": tuple(config["std"])}
     save_for_hf(model.model, str(folder), safe_serialization=True, data_config=data,
                 model_config={"robustzoo": record, "label_names": dataset.get("classes")},
