@@ -2,7 +2,7 @@
 
 Same model, batch and data for every row, timed in one run (interleaved medians, `_timing.bench`):
 PGD-10 + PGDAT (the baseline), the same step plus the EMA update (timm's ModelEmaV3; target: ≤ 2% more),
-MART with PGD-10, FGSM-RS and N-FGSM (one attack step each). The floors are measured in the same run from
+MART with PGD-10, L2 PGD-10 (eps 0.5, step 0.125), FGSM-RS and N-FGSM (one attack step each). The floors are measured in the same run from
 the passes a step needs: k input-gradient passes + one training pass (MART's has two forwards).
 Run: `python benchmarks/method_cost.py` (PreActResNet-18) or `--model cifar_small_cnn`; `--quick` smoke run.
 """
@@ -43,6 +43,7 @@ def main() -> None:
     pgd10, counter = Fixed(), {"step": 0}
     fgsm_rs = Fixed(step_size=1.25 * EPS, steps=1)
     nfgsm = Fixed(step_size=EPS, steps=1, start_scale=2.0, project=False)
+    pgd10_l2 = Fixed(eps=0.5, step_size=0.125, steps=10, norm="L2")
 
     def with_ema():
         adversarial_step(model, x, y, pgd10, PGDAT(), optimizer)
@@ -67,6 +68,7 @@ def main() -> None:
     steps = {"PGD-10 + PGDAT": lambda: adversarial_step(model, x, y, pgd10, PGDAT(), optimizer),
              "PGD-10 + PGDAT + EMA": with_ema,
              "PGD-10 + MART": lambda: adversarial_step(model, x, y, pgd10, MART(), optimizer),
+             "L2 PGD-10 + PGDAT": lambda: adversarial_step(model, x, y, pgd10_l2, PGDAT(), optimizer),
              "FGSM-RS + PGDAT": lambda: adversarial_step(model, x, y, fgsm_rs, PGDAT(), optimizer),
              "N-FGSM + PGDAT": lambda: adversarial_step(model, x, y, nfgsm, PGDAT(), optimizer),
              "EMA update": ema_update, "input-gradient pass": input_grad, "PGDAT training pass": train_pass(PGDAT()),
@@ -75,6 +77,7 @@ def main() -> None:
     t = bench(steps, args.repeats, device)
     base, g, tp, tm = t["PGD-10 + PGDAT"], t["input-gradient pass"], t["PGDAT training pass"], t["MART training pass"]
     floors = {"PGD-10 + PGDAT": 10 * g + tp, "PGD-10 + PGDAT + EMA": 10 * g + tp, "PGD-10 + MART": 10 * g + tm,
+              "L2 PGD-10 + PGDAT": 10 * g + tp,
               "FGSM-RS + PGDAT": g + tp, "N-FGSM + PGDAT": g + tp}
     for name, floor in floors.items():
         print(f"{name:22s} {t[name]:7.3f} s/step  {t[name] / base:.3f}× PGD-10 + PGDAT  "
