@@ -15,7 +15,7 @@ fell from its peak of 26.8% (epoch 11) to 23-24%. After every epoch the trainer 
 (class-balanced) with clean, PGD-20 and AutoAttack (standard, seed 0). Methods are saved as they finish
 (a stopped run resumes, also inside a method from its last epoch).
 
-Run:  python benchmarks/robust_overfitting.py --data-dir /tmp/c10   (about 1 h on 2 CPU cores)
+Run:  python benchmarks/robust_overfitting.py --data-dir /tmp/c10   (~20 min per method on 2 CPU cores)
       python benchmarks/robust_overfitting.py --quick              (smoke run: a few minutes)
 """
 from __future__ import annotations
