@@ -40,9 +40,9 @@ from cifar10_cpu import ARCHIVE, recipe_attack, unpack  # noqa: E402  (the grid'
 ROOT = Path(__file__).resolve().parents[1]
 # each method: (label, short name, the recipe whose policy and final clip it runs (None: plain Fixed PGD-10),
 # AWP or not, EMA decay or None)
-METHODS = [("Fixed (PGD-AT)", "fixed", None, False, None), ("SAAT_up", "saat_up", "saat_prn18_cifar10", False, None),
-           ("AWP (Fixed, PGDAT)", "awp", None, True, None), ("ECAS", "ecas", "ecas_pgdat_wrn34_cifar10", False, None),
-           ("Fixed + EMA 0.99", "fixed_ema", None, False, 0.99)]
+METHODS = [("Fixed (PGD-AT)", "fixed", None, False, None), ("Fixed + EMA 0.99", "fixed_ema", None, False, 0.99),
+           ("SAAT_up", "saat_up", "saat_prn18_cifar10", False, None), ("AWP (Fixed, PGDAT)", "awp", None, True, None),
+           ("ECAS", "ecas", "ecas_pgdat_wrn34_cifar10", False, None)]
 
 
 def run_method(label: str, name: str, source: str | None, awp: bool, ema: float | None, data, args,
