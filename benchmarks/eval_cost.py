@@ -7,7 +7,9 @@ work on), then, on the first `--n` class-balanced test images, interleaved round
   ours     `robustzoo.evaluate(model, data, ("aa",), sanity=False, state_path=...)`,
   sanity   `robustzoo.evaluation.sanity_checks` on the first `--sanity-n` images.
 Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct. `--norm L2 --eps 0.5` runs the L2 threat model
-(the same accuracy both ways is the check of robustzoo's L2 AutoAttack path).
+(the same accuracy both ways is the check of robustzoo's L2 AutoAttack path). `--plain` evaluates a model that
+robustzoo did not train: a torch `nn.Sequential` CNN trained by a plain PyTorch loop with Gaussian-noise
+augmentation (sigma 0.25, which gives it some L2 robustness), no robustzoo code in its training.
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
 from __future__ import annotations
@@ -27,6 +29,25 @@ from _timing import header
 from cifar10_cpu import ARCHIVE, ROOT, unpack
 
 
+def plain_model(x_uint8: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Module:
+    """A CNN robustzoo did not train: `nn.Sequential`, SGD, CE on images plus Gaussian noise (sigma 0.25)."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y)).split(128):
+            images = x_uint8[batch].float() / 255
+            loss = torch.nn.functional.cross_entropy(model(images + 0.25 * torch.randn_like(images)), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -39,6 +60,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="CIFAR-10 image-folder tree (default: unpack the shared one)")
     parser.add_argument("--norm", choices=["Linf", "L2"], default="Linf")
     parser.add_argument("--eps", type=float, help="budget (default: 8/255 in Linf, 0.5 in L2)")
+    parser.add_argument("--plain", action="store_true", help="a CNN trained by a plain PyTorch loop, not robustzoo")
     parser.add_argument("--quick", action="store_true", help="smoke run: n 100, 1 round, 1 epoch on 2,000 images")
     args = parser.parse_args()
     if args.quick:
@@ -52,10 +74,14 @@ def main() -> None:
                     batch_size=128, lr=0.05, val_size=0)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        trainer = Trainer(recipe, Path(tmp) / "run", data=data, device="cpu", progress=False)
-        trainer.fit()
-        model = trainer.model.eval()
-        print(f"# trained {args.epochs} epochs on {args.train_subset} images in {time.perf_counter() - start:.0f} s")
+        if args.plain:
+            model = plain_model(data.train.x, data.train.y, args.epochs).eval()
+        else:
+            trainer = Trainer(recipe, Path(tmp) / "run", data=data, device="cpu", progress=False)
+            trainer.fit()
+            model = trainer.model.eval()
+        print(f"# trained {args.epochs} epochs on {args.train_subset} images in {time.perf_counter() - start:.0f} s"
+              f"{' (plain PyTorch loop, Gaussian noise 0.25)' if args.plain else ''}")
         idx = balanced_order(data.test.y)[:args.n]
         x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
 
