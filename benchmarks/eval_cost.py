@@ -37,7 +37,13 @@ def plain_model(x_uint8: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn
                           nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(64, 10))
+    return train_with_noise(model, x_uint8, y, epochs)
+
+
+def train_with_noise(model: torch.nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Module:
+    """A plain PyTorch loop: SGD on CE of images plus Gaussian noise (sigma 0.25), no robustzoo code."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(y)).split(128):
             images = x_uint8[batch].float() / 255

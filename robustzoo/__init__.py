@@ -1,4 +1,9 @@
 """robustzoo: adversarial training with adaptive attack policies, and a zoo of robust models."""
+import warnings
+
+with warnings.catch_warnings():  # timm 1.0.9 (the version robustbench pins) warns on import about torch.jit.interface
+    warnings.filterwarnings("ignore", message=".*torch.jit.interface.*", category=FutureWarning)
+    import timm  # noqa: F401
 from . import models  # noqa: F401  (registers the CIFAR architectures into timm)
 from .attacks import pgd
 from .data import load_data
@@ -13,10 +18,11 @@ from .schedules import Cosine, Cyclic, Piecewise
 from .strategy import Strategy
 from .trainer import Trainer, load_model
 from .zoo import RobustnessCard, list_zoo, load, push
+from .zoo.robustbench import import_robustbench
 
 __version__ = "0.1.0"
 
-__all__ = ["AWP", "MART", "TRADES", "AttackPolicy", "Cosine", "Cyclic", "Defense", "EMA", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
+__all__ = ["import_robustbench", "AWP", "MART", "TRADES", "AttackPolicy", "Cosine", "Cyclic", "Defense", "EMA", "Fixed", "Normalize", "PGDAT", "Piecewise", "Recipe",
            "Reported", "RobustnessCard", "RobustnessResult", "RobustzooError", "Strategy", "Trainer", "create_defense", "create_model",
            "create_policy", "evaluate", "list_defenses", "list_policies", "list_zoo", "load", "load_data", "load_model",
            "load_recipe", "pgd", "push", "register_defense", "register_policy", "run_attacks"]

@@ -135,7 +135,7 @@ def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | Non
 @click.option("--norm", type=click.Choice(["Linf", "L2"]),
               help="Threat model of the attacks (default: the model's); another norm needs --eps.")
 @click.option("--n", "--num-images", "n", type=click.IntRange(min=1),
-              help="Evaluate the first N test images (class-balanced order); under torchrun write --num-images.")
+              help="Evaluate the first N test images (see --order); under torchrun write --num-images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
               show_default=True, help="AutoAttack version.")
@@ -154,6 +154,10 @@ def reproduce(recipe_path: Path, resume: bool, overwrite: bool, nproc: int | Non
 @click.option("--revision", help="Hub revision (branch, tag or commit) of a zoo name or repo id.")
 @click.option("--card", "fill_card", is_flag=True,
               help="Fill the robustness card (RUN/card.md; <repo>.card.md beside --out for Hub models).")
+@click.option("--order", type=click.Choice(["balanced", "first"]), default="balanced", show_default=True,
+              help="Which N images: class-balanced, or the first N in file order (RobustBench's n_examples).")
+@click.option("--robustbench-json", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write RobustBench's model_info JSON (a leaderboard submission) from the result and card.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Result JSON (default: eval.json beside a run's weights, ./<repo>.eval.json for Hub models).")
 @click.option("--compare", nargs=2, type=click.Path(path_type=Path), metavar="A.json B.json",
@@ -164,7 +168,8 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, no
              batch_size: int,
              aa_version: str, aa_attacks: str | None, seed: int, randomized: bool, sanity: bool | None,
              sanity_n: int, chunk_size: int, amp: str, data_dir: Path | None, device: str, revision: str | None,
-             fill_card: bool, out: Path | None, compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
+             fill_card: bool, order: str, robustbench_json: Path | None, out: Path | None,
+             compare: tuple[Path, Path] | None, reproduce: Path | None) -> None:
     """Evaluate a run folder, checkpoint, zoo model or Hub repo under attacks; print a table, write JSON.
 
     The JSON keeps every image's outcome under every attack, the worst case over attacks, the guards'
@@ -189,11 +194,11 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, no
     check_autoattack(aa_version, aa_list)
     options = {"attacks": names, "eps": eps, "norm": norm, "n": n, "batch_size": batch_size, "seed": seed,
                "aa_version": aa_version, "aa_attacks": aa_list, "randomized": randomized, "sanity": sanity,
-               "sanity_n": sanity_n, "chunk_size": chunk_size, "amp": None if amp == "none" else amp}
+               "sanity_n": sanity_n, "chunk_size": chunk_size, "amp": None if amp == "none" else amp, "order": order}
     dist, rank_device = distributed.setup(resolve_device(device))  # under torchrun: each rank a shard
     try:
         cli_eval.run(source, options, data_dir=data_dir, device=str(rank_device), revision=revision,
-                     fill_card=fill_card, out=out, main_rank=dist.is_main)
+                     fill_card=fill_card, out=out, main_rank=dist.is_main, robustbench_json=robustbench_json)
     finally:
         distributed.cleanup()
 
@@ -213,6 +218,43 @@ def push(run_dir: Path, repo_id: str, private: bool, token: str | None, name: st
     console.print(f"pushed {run_dir} → {result.repo_id} @ {result.commit[:12]} ({result.url})")
     console.print(f"model.safetensors sha256 {result.card.weights_sha256}; card saved to {run_dir / 'card.md'} "
                   f"(copy it to zoo_cards/ to list the model in the zoo)")
+
+
+@main.command(name="import")
+@click.argument("source", metavar="robustbench:MODEL_NAME")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder to write.")
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "imagenet"]), default="cifar10",
+              show_default=True)
+@click.option("--threat-model", type=click.Choice(["Linf", "L2", "corruptions"]), default="Linf", show_default=True)
+@click.option("--model-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True,
+              help="RobustBench's model_dir (its checkpoints in DATASET/THREAT_MODEL/NAME.pt; downloaded if absent).")
+@click.option("--model-info", type=click.Path(path_type=Path, exists=True),
+              help="The entry's model_info JSON, or a RobustBench checkout: paper, authors and reported numbers.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Read a checkpoint that needs full unpickling (can run code): only for files you trust.")
+@click.option("--native/--no-native", default=True, show_default=True,
+              help="Convert to robustzoo's architecture where it is one of ours (loads without robustbench).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+def import_cmd(source: str, out: Path, dataset: str, threat_model: str, model_dir: Path, model_info: Path | None,
+               trust_pickle: bool, native: bool, overwrite: bool) -> None:
+    """Import a RobustBench model as a robustzoo run folder (model.safetensors, config.json, card.md).
+
+    The only command that reads a pickle: the checkpoint must load with torch.load(weights_only=True)
+    unless --trust-pickle. Then `robustzoo evaluate OUT --attack clean,aa --card` and `robustzoo push OUT`."""
+    from .zoo.robustbench import import_robustbench
+
+    kind, _, name = source.partition(":")
+    if kind != "robustbench" or not name:
+        raise InvalidValueError(f"source {source!r}; expected robustbench:MODEL_NAME "
+                                f"(e.g. robustbench:Jia2022LAS-AT_34_10)")
+    run = import_robustbench(name, out, dataset=dataset, threat_model=threat_model, model_dir=model_dir,
+                             model_info=model_info, trust_pickle=trust_pickle, native=native, overwrite=overwrite)
+    record = json.loads((run / "config.json").read_text())
+    imported = record["imported"]
+    how = (f"converted to {imported['converted_to']} (max |logit difference| {imported['max_logit_difference']:.1e})"
+           if imported["converted_to"] else f"kept as RobustBench's module {record['model']['architecture']}")
+    console.print(f"imported {source} → {run}: {how}", highlight=False)
+    console.print(f"next: robustzoo evaluate {run} --attack clean,aa --card", highlight=False)
 
 
 @main.group()

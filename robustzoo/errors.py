@@ -57,6 +57,10 @@ class EvaluationError(RobustzooError):
     """An evaluation whose result cannot be trusted (invalid adversarial images, a mismatched state file)."""
 
 
+class MissingExtraError(RobustzooError, ImportError):
+    """An optional dependency (an extra such as `robustzoo[robustbench]`) is not installed."""
+
+
 class RunExistsError(RobustzooError):
     """A run folder already holds a run that the call would replace or mix with another recipe."""
 

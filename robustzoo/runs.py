@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import InvalidValueError, RunExistsError
 
-RUN_FILES = ("config.json", "metrics.jsonl", "last.safetensors", "best.safetensors")  # a run is here
+RUN_FILES = ("config.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "model.safetensors")  # a run is here
 DERIVED_FILES = ("last.json", "eval.json", "eval.state.json", "card.md", "curves.png", "strategy.png",
                  "reproduce.json", "reproduce.pending.json")
 

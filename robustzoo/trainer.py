@@ -483,11 +483,11 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint a run folder stands for (best, else last), or `path` itself when it is a file."""
+    """The checkpoint a run folder stands for (best, else last, else an import's model), or `path` itself."""
     path = Path(path)
     if path.is_dir():
-        path = next((p for p in (path / "best.safetensors", path / "last.safetensors") if p.is_file()),
-                    path / "best.safetensors")
+        path = next((p for p in (path / "best.safetensors", path / "last.safetensors", path / "model.safetensors")
+                     if p.is_file()), path / "best.safetensors")  # model.safetensors: an imported model
     return path
 
 

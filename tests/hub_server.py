@@ -649,3 +649,10 @@ def patch_hub_client(monkeypatch, url: str, cache_dir: os.PathLike | str, token:
     else:
         monkeypatch.setenv("HF_TOKEN", token)
     del huggingface_hub
+
+
+def timm_can_use_hub() -> bool:
+    """Whether timm's own Hub functions work: timm 1.0.9 (robustbench's pin) cannot import huggingface_hub >= 1.0."""
+    from timm.models import _hub
+
+    return bool(getattr(_hub, "_has_hf_hub", True))

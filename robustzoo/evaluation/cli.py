@@ -13,7 +13,8 @@ console = Console()
 
 
 def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: str, revision: str | None,
-        fill_card: bool, out: Path | None, main_rank: bool) -> dict[str, Any] | None:
+        fill_card: bool, out: Path | None, main_rank: bool,
+        robustbench_json: Path | None = None) -> dict[str, Any] | None:
     """Evaluate SOURCE with `options` (evaluate()'s keywords); rank 0 prints, writes the JSON (and card).
 
     Each finished chunk of images goes to `<out>.state.json` first, so a killed evaluation continues where it
@@ -75,6 +76,16 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
         fill(model, source, card_path, result.results, eps=options["eps"], n=result.n,
              batch_size=options["batch_size"], seed=options["seed"], norm=options["norm"])
         console.print(f"card updated: {card_path}")
+    if robustbench_json:
+        from ..checkpoint import write_json as write
+        from ..zoo.card import RobustnessCard
+        from ..zoo.robustbench import model_info
+
+        card_file = folder / "card.md" if local else out.parent / f"{stem}card.md"
+        card = RobustnessCard.load(card_file) if card_file.is_file() else getattr(model, "card", None)
+        write(robustbench_json, model_info(record, card))
+        console.print(f"RobustBench model_info written to {robustbench_json} (fill in what is None before "
+                      f"submitting)")
     return record
 
 
@@ -108,6 +119,7 @@ def reproduce(path: Path, *, data_dir: Path | None, device: str) -> bool:
                                       "randomized", "chunk_size")}
     options["amp"] = record.get("amp")
     options["norm"] = record.get("norm", "Linf")
+    options["order"] = record.get("order", "balanced")
     options.update(n=record["n"], sanity=record.get("sanity_requested"), sanity_n=record.get("sanity_n", 200))
     with tempfile.TemporaryDirectory() as tmp:
         again = run(record["source"], options, data_dir=data_dir, device=device, revision=record.get("revision"),

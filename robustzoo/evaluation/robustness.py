@@ -95,6 +95,9 @@ class RobustnessResult:
         return self.table()
 
 
+ORDERS = ("balanced", "first")  # which n images: class-balanced (default) or the data's first n (RobustBench)
+
+
 def balanced_order(y: Tensor) -> Tensor:
     """Indices that interleave the classes (1st of each class, then 2nd of each...): any prefix is balanced.
 
@@ -143,7 +146,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
              aa_version: str = "standard", aa_attacks: Sequence[str] | None = None, randomized: bool = False,
              sanity: bool | None = None, sanity_n: int = 200, chunk_size: int = 1000,
              state_path: str | os.PathLike | None = None, amp: str | None = None,
-             norm: str = "Linf") -> RobustnessResult:
+             norm: str = "Linf", order: str = "balanced") -> RobustnessResult:
     """Accuracy of `model` under each attack on the first `n` images of `data` in class-balanced order.
 
     The order interleaves the classes (`balanced_order`), so `n=1000` of a class-sorted test set takes 100
@@ -156,7 +159,9 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     `amp` ("bf16" / "fp16") runs every model pass under autocast (`Autocast`; fp32 logits), e.g. to make
     AutoAttack cheaper on a GPU; the default is fp32, and the result records which ran. `eps` defaults to
     8/255 in L∞; `norm="L2"` makes it an L2 radius, to be given (e.g. 0.5): PGD-K and CW take normalized-gradient steps in the L2 ball, AutoAttack
-    runs pyautoattack's L2 version, and x_adv is checked against ‖x_adv − x‖₂ ≤ eps.
+    runs pyautoattack's L2 version, and x_adv is checked against ‖x_adv − x‖₂ ≤ eps. `order="first"` takes
+    the first `n` in the data's own order instead (RobustBench's `n_examples`, for comparing with its
+    numbers at n < the whole split); with every image both orders evaluate the same set.
     """
     attacks = [check_attack(a) for a in attacks]
     dtype = amp_dtype(amp)
@@ -169,8 +174,11 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
         raise InvalidValueError(f"batch_size={batch_size!r}, chunk_size={chunk_size!r}; expected positive integers")
     if "aa" in attacks:
         check_autoattack(aa_version, aa_attacks)
+    if order not in ORDERS:
+        raise InvalidValueError(f"order={order!r}; expected one of {', '.join(ORDERS)}")
     x, y = as_tensors(data, convert=False)  # only the evaluated images are converted
-    order = balanced_order(y)[:n]
+    picked = order
+    order = (balanced_order(y) if picked == "balanced" else torch.arange(len(y)))[:n]
     check_input_range(as_float(x[order]))
     device = next(model.parameters()).device
     start, notes, was_training = time.perf_counter(), [], model.training
@@ -197,6 +205,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
         options = {"attacks": attacks, "eps": eps, "n": len(order), "batch_size": batch_size, "seed": seed,
                    "aa_version": aa_version, "aa_attacks": list(aa_attacks) if aa_attacks else None,
                    "randomized": randomized, "chunk_size": chunk_size, "amp": amp if dtype is not None else None,
+                   **({"order": picked} if picked != "balanced" else {}),
                    **({"norm": norm} if norm != "Linf" else {})}
         shard = order[distributed.get_rank()::distributed.get_world_size()]
         batches, settings = _attack_batches(model, x, y, shard, attacks, eps, batch_size, seed, aa_version,

@@ -7,6 +7,7 @@ import timm
 from torch import nn
 
 from ..errors import InvalidValueError, UnknownNameError
+from . import robustbench
 from .normalize import Normalize
 
 CIFAR_ARCHS = ("cifar_preact_resnet18", "cifar_resnet18", "cifar_small_cnn", "cifar_wrn_28_10",
@@ -28,7 +29,17 @@ def model_config(name: str, num_classes: int, mean: Sequence[float], std: Sequen
 
 def create_model(name: str, *, num_classes: int, mean: Sequence[float], std: Sequence[float],
                  in_chans: int = 3, img_size: int | None = None, **kwargs: Any) -> Normalize:
-    """Build `timm.create_model(name, ...)` wrapped in `Normalize(mean, std)`; `.config` rebuilds it."""
+    """Build `timm.create_model(name, ...)` wrapped in `Normalize(mean, std)`; `.config` rebuilds it.
+
+    `robustbench:DATASET/THREAT/ENTRY` builds that RobustBench entry's own architecture instead (the
+    `robustbench` extra; `robustzoo import` writes such configs for entries that are not ours)."""
+    if name.startswith(robustbench.PREFIX):
+        if kwargs or img_size or in_chans != 3:
+            raise InvalidValueError(f"model {name!r} is built as RobustBench defines it; expected no model options, "
+                                    f"img_size or in_chans (got {sorted(kwargs)}, {img_size}, {in_chans})")
+        model = Normalize(robustbench.create_robustbench_model(name, num_classes), mean, std)
+        model.config = model_config(name, num_classes, mean, std)
+        return model
     if not timm.is_model(name):
         raise UnknownNameError("model", name, CIFAR_ARCHS + tuple(timm.list_models()))
     extra = {"img_size": img_size} if img_size else {}

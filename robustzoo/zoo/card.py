@@ -59,6 +59,7 @@ class RobustnessCard:
     results: dict[str, float] = field(default_factory=dict)  # measured accuracy, %, per attack
     evaluation: dict[str, Any] = field(default_factory=dict)  # the protocol the results came from
     paper: dict[str, Any] = field(default_factory=dict)  # {"source": ..., "clean": ..., "aa": ...} (targets, %)
+    provenance: dict[str, Any] = field(default_factory=dict)  # where an imported model came from (RobustBench...)
     license: str = "apache-2.0"
     description: str = ""
 
@@ -83,7 +84,7 @@ class RobustnessCard:
                                     "n": self.evaluation.get("n")})
             for attack, value in self.results.items()]
         tags = ["robustzoo", "adversarial-robustness", "adversarial-training", "image-classification", "timm",
-                self.policy, self.defense]
+                *([self.provenance.get("source", "imported")] if self.provenance else [self.policy, self.defense])]
         return ModelCardData(license=self.license, library_name="robustzoo", tags=tags,
                              datasets=[self.dataset] if self.dataset in HUB_DATASETS else None,
                              pipeline_tag="image-classification", model_name=self.name,
@@ -161,10 +162,14 @@ class RobustnessCard:
         eps = self.threat_model.get("eps")
         threat = f"{self.threat_model.get('norm', 'Linf').replace('Linf', 'L∞')}, ε = {eps_str(eps)}"
         data_name = DATASET_NAMES.get(self.dataset, self.dataset)
+        if self.provenance:
+            origin = (f"imported from {self.provenance.get('source', '?')} entry `{self.provenance.get('entry')}`, "
+                      f"not trained by robustzoo")
+        else:
+            origin = f"attack policy `{self.policy}` × defense `{self.defense_label}`, trained with robustzoo"
         lines = [f"# {self.name}", "",
                  f"An adversarially trained `{self.architecture}` for {data_name} ({self.num_classes} classes), "
-                 f"threat model {threat}: attack policy `{self.policy}` × defense `{self.defense_label}`, "
-                 f"trained with robustzoo.", ""]
+                 f"threat model {threat}: {origin}.", ""]
         cols = list(MAIN_ATTACKS) + [a for a in dict.fromkeys([*self.results, *self.paper])
                                      if a not in MAIN_ATTACKS and a != "source"]
         lines += ["## Robustness", "", f"Test accuracy (%) under {threat}.", "",
@@ -196,18 +201,11 @@ class RobustnessCard:
         else:
             lines.append("Not published yet: no weights are attached to this card"
                          + (f" (they will go to `{self.repo_id}`)." if self.repo_id else "."))
-        lines += ["", "## Training", "",
-                  f"- architecture: `{self.architecture}` (timm name; robustzoo registers the CIFAR ones)",
-                  f"- policy: `{self.policy}` {json.dumps(self.policy_config, sort_keys=True)}",
-                  f"- defense: `{self.defense}` {json.dumps(self.defense_config, sort_keys=True)}",
-                  f"- recipe: `{self.recipe or '—'}` (sha256 `{self.recipe_sha256 or '—'}`)",
-                  f"- epochs trained: {self.epochs if self.epochs is not None else '—'}"
-                  + (f", {_duration(self.train_seconds)} of training" if self.train_seconds else "")
-                  + (f", {self.mean_attack_steps:.2f} attack steps per training sample on average"
-                     if self.mean_attack_steps is not None else "")]
-        if self.weight_averaging:
-            lines.append(f"- weight averaging: EMA, decay {self.weight_averaging.get('decay')} (timm `ModelEmaV3` "
-                         f"{json.dumps(self.weight_averaging, sort_keys=True)}); the weights are the average")
+        if self.provenance:
+            lines += ["", "## Provenance", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in self.provenance.items()
+                                                  if v not in (None, "", [])]
+        else:
+            lines += self._training()
         lines += ["", "## Evaluation protocol", ""]
         if self.evaluation:
             ev = self.evaluation
@@ -225,6 +223,22 @@ class RobustnessCard:
         if self.description:
             lines += [NOTES, "", self.description.strip(), ""]  # last: `parse` reads it back from here
         return "\n".join(lines)
+
+    def _training(self) -> list[str]:
+        """The card's Training section: architecture, policy, defense, recipe, epochs, weight averaging."""
+        lines = ["", "## Training", "",
+                  f"- architecture: `{self.architecture}` (timm name; robustzoo registers the CIFAR ones)",
+                  f"- policy: `{self.policy}` {json.dumps(self.policy_config, sort_keys=True)}",
+                  f"- defense: `{self.defense}` {json.dumps(self.defense_config, sort_keys=True)}",
+                  f"- recipe: `{self.recipe or '—'}` (sha256 `{self.recipe_sha256 or '—'}`)",
+                  f"- epochs trained: {self.epochs if self.epochs is not None else '—'}"
+                  + (f", {_duration(self.train_seconds)} of training" if self.train_seconds else "")
+                  + (f", {self.mean_attack_steps:.2f} attack steps per training sample on average"
+                     if self.mean_attack_steps is not None else "")]
+        if self.weight_averaging:
+            lines.append(f"- weight averaging: EMA, decay {self.weight_averaging.get('decay')} (timm `ModelEmaV3` "
+                         f"{json.dumps(self.weight_averaging, sort_keys=True)}); the weights are the average")
+        return lines
 
 
 def eps_str(eps: float | None) -> str:

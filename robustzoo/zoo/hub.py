@@ -7,6 +7,7 @@ robustness card as `README.md`. The Hub endpoint, token, cache and offline mode 
 """
 from __future__ import annotations
 
+import inspect
 import json
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 import torch
 from torch import nn
 
@@ -89,7 +90,11 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
 
 def save_for_hub(model: Normalize, folder: Path) -> None:
     """`model.safetensors` + `config.json` in timm's format, with robustzoo's rebuild record added."""
-    from timm.models import save_for_hf
+    try:
+        from timm.models import save_for_hf
+    except ImportError:  # timm < 1.0.10 (e.g. the 1.0.9 robustbench pins) keeps it in _hub
+        from timm.models._hub import save_for_hf
+    from timm.models import _hub
 
     config = model.config
     run = getattr(model, "run_info", {})
@@ -101,9 +106,23 @@ def save_for_hub(model: Normalize, folder: Path) -> None:
               "threat_model": run.get("threat_model", {}),
               **({"weight_averaging": run["recipe"]["ema"]} if (run.get("recipe") or {}).get("ema") else {})}
     data = {"input_size": tuple(input_size), "mean": tuple(config["mean"]), "std": tuple(config["std"])}
-    save_for_hf(model.model, str(folder), safe_serialization=True, data_config=data,
-                model_config={"robustzoo": record, "label_names": dataset.get("classes")},
-                model_args={**config.get("model_kwargs", {}), "in_chans": in_chans})
+    kwargs = dict(safe_serialization=True, model_config={"robustzoo": record, "label_names": dataset.get("classes")},
+                  model_args={**config.get("model_kwargs", {}), "in_chans": in_chans})
+    if "data_config" in inspect.signature(save_for_hf).parameters:
+        save_for_hf(model.model, str(folder), data_config=data, **kwargs)
+        return
+    saved = model.model.pretrained_cfg  # older timm writes the pretrained_cfg's data fields instead
+    model.model.pretrained_cfg = {**saved, **data}
+    try:
+        if getattr(_hub, "_has_hf_hub", True):
+            save_for_hf(model.model, str(folder), **kwargs)
+        else:  # timm 1.0.9 cannot import huggingface_hub >= 1.0, so its save_for_hf refuses: same files, by parts
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file(model.model.state_dict(), str(folder / WEIGHTS))
+            _hub.save_config_for_hf(model.model, folder / CONFIG, model_config=kwargs["model_config"],
+                                    model_args=kwargs["model_args"])
+    finally:
+        model.model.pretrained_cfg = saved
 
 
 def load(name_or_repo_id: str, revision: str | None = None, *, device: str | torch.device = "cpu",
