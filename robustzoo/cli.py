@@ -188,6 +188,11 @@ def evaluate(source: str | None, attacks: tuple[str, ...], eps: float | None, no
     if not source:
         raise InvalidValueError("evaluate needs RUN|ZOO_NAME|REPO_ID (or --compare A.json B.json, --reproduce R.json)")
     names = [check_attack(a.strip()) for spec in attacks for a in spec.split(",") if a.strip()]
+    if robustbench_json and "aa" not in names:
+        raise InvalidValueError(f"--robustbench-json {robustbench_json}: needs an AutoAttack result; add aa to --attack")
+    if robustbench_json and robustbench_json.exists():
+        raise InvalidValueError(f"--robustbench-json {robustbench_json} exists; expected a new file (nothing is "
+                                f"overwritten)")
     aa_list = [a.strip() for a in aa_attacks.split(",")] if aa_attacks else None
     if aa_list and "aa" not in names:
         raise InvalidValueError(f"--aa-attacks {aa_attacks!r} given but 'aa' is not among the attacks {names}")
@@ -223,9 +228,8 @@ def push(run_dir: Path, repo_id: str, private: bool, token: str | None, name: st
 @main.command(name="import")
 @click.argument("source", metavar="robustbench:MODEL_NAME")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder to write.")
-@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "imagenet"]), default="cifar10",
-              show_default=True)
-@click.option("--threat-model", type=click.Choice(["Linf", "L2", "corruptions"]), default="Linf", show_default=True)
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100"]), default="cifar10", show_default=True)
+@click.option("--threat-model", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
 @click.option("--model-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True,
               help="RobustBench's model_dir (its checkpoints in DATASET/THREAT_MODEL/NAME.pt; downloaded if absent).")
 @click.option("--model-info", type=click.Path(path_type=Path, exists=True),

@@ -169,6 +169,18 @@ def test_import_refuses_a_pickle_that_would_run_code_and_names_html_pages(tmp_pa
     assert bad.exit_code == 2 and "expected robustbench:MODEL_NAME" in " ".join(bad.output.split())
 
 
+def test_a_failed_download_is_one_line_naming_where_the_file_goes(tmp_path, monkeypatch):
+    import robustbench.utils
+
+    def offline(gdrive_id, path):
+        raise ConnectionError("Max retries exceeded with url: /uc?id=" + gdrive_id)
+
+    monkeypatch.setattr(robustbench.utils, "download_gdrive_new", offline)
+    with pytest.raises(CheckpointError, match=r"Wong2020Fast.pt not found and RobustBench's download failed "
+                                              r"\(ConnectionError: Max retries.*by hand"):
+        import_robustbench("Wong2020Fast", tmp_path / "run", model_dir=tmp_path / "models")
+
+
 def test_model_info_export_loads_with_robustbench_model_info(las_import, digits_linear):
     from robustbench.utils import ModelInfo
 

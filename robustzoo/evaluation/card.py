@@ -26,7 +26,7 @@ def software_versions() -> dict[str, str]:
 
 
 def fill_card(model: nn.Module, source: str, card_path: str | Path, results: Sequence[Any], *, eps: float, n: int,
-              batch_size: int, seed: int, norm: str = "Linf") -> Path:
+              batch_size: int, seed: int, norm: str = "Linf", order: str = "balanced") -> Path:
     """Write `results` (from `run_attacks`) into the card at `card_path`, creating it from the run if needed."""
     card_path = Path(card_path)
     src, path = model.run_info.get("source"), Path(source).expanduser()  # `source`: set by `load` for Hub models
@@ -52,6 +52,7 @@ def fill_card(model: nn.Module, source: str, card_path: str | Path, results: Seq
                             config_sha256=loaded.config_sha256)
         checkpoint_id, checkpoint_sha = f"{src['repo_id']}@{src['revision']}", loaded.weights_sha256
     evaluation = {"split": "test", "n": n, "eps": eps, **({"norm": norm} if norm != "Linf" else {}),
+                  **({"order": order} if order != "balanced" else {}),
                   "batch_size": batch_size, "seed": seed,
                   "checkpoint": checkpoint_id, "checkpoint_sha256": checkpoint_sha, "versions": software_versions()}
     return card.with_results(list(results), evaluation).save(card_path)

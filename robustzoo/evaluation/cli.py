@@ -74,7 +74,8 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
 
         card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
         fill(model, source, card_path, result.results, eps=options["eps"], n=result.n,
-             batch_size=options["batch_size"], seed=options["seed"], norm=options["norm"])
+             batch_size=options["batch_size"], seed=options["seed"], norm=options["norm"],
+             order=options.get("order", "balanced"))
         console.print(f"card updated: {card_path}")
     if robustbench_json:
         from ..checkpoint import write_json as write

@@ -16,8 +16,8 @@ from torch import nn
 from ..errors import InvalidValueError, MissingExtraError, UnknownNameError
 
 PREFIX = "robustbench:"
-DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
-THREAT_MODELS = ("Linf", "L2", "corruptions")
+DATASETS = {"cifar10": 10, "cifar100": 100}  # what robustzoo can evaluate (ImageNet and corruptions: not yet)
+THREAT_MODELS = ("Linf", "L2")
 
 
 def robustbench() -> ModuleType:
@@ -57,7 +57,11 @@ def entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
-    return model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
+    zoo = model_dicts[BenchmarkDataset(dataset)]
+    if ThreatModel(threat_model) not in zoo:
+        raise InvalidValueError(f"RobustBench has no {dataset} {threat_model} models; expected one of "
+                                f"{', '.join(t.value for t in zoo)}")
+    return zoo[ThreatModel(threat_model)]
 
 
 def entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
@@ -65,6 +69,9 @@ def entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
     zoo = entries(dataset, threat_model)
     if name not in zoo:
         raise UnknownNameError(f"RobustBench {dataset}/{threat_model} model", name, zoo)
+    if not zoo[name].get("gdrive_id"):  # its builder fetches weights itself (timm / torch.hub: unchecked pickles)
+        raise InvalidValueError(f"RobustBench entry {name!r} loads its weights inside its builder (no checkpoint "
+                                f"file to check); robustzoo imports entries with a checkpoint file only")
     return zoo[name]
 
 

@@ -147,7 +147,7 @@ class RobustnessCard:
         Results of an earlier evaluation under another protocol (threat model, split, n) are dropped:
         a card never mixes numbers measured under different protocols."""
         same = all(self.evaluation.get(k) == evaluation.get(k)
-                   for k in ("split", "n", "eps", "norm", "seed", "checkpoint_sha256"))
+                   for k in ("split", "n", "eps", "norm", "order", "seed", "checkpoint_sha256"))
         kept = dict(self.results) if same else {}
         attacks = dict(self.evaluation.get("attacks", {})) if same else {}
         for r in results:
@@ -209,7 +209,8 @@ class RobustnessCard:
         lines += ["", "## Evaluation protocol", ""]
         if self.evaluation:
             ev = self.evaluation
-            lines += [f"- split `{ev.get('split', 'test')}`, first {ev.get('n')} images, batch size "
+            lines += [f"- split `{ev.get('split', 'test')}`, first {ev.get('n')} images "
+                      f"({'in file order' if ev.get('order') == 'first' else 'class-balanced'}), batch size "
                       f"{ev.get('batch_size')}, seed {ev.get('seed')}, model in eval mode",
                       f"- software: {', '.join(f'{k} {v}' for k, v in ev.get('versions', {}).items())}"]
             lines += [f"- {attack_title(a)}: {json.dumps(s, sort_keys=True)}" for a, s in ev.get("attacks", {}).items()]

@@ -28,7 +28,7 @@ from ..models import robustbench as rbm
 from .card import RobustnessCard
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR threat models (ImageNet Linf: 4/255)
+DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR threat models
 WEIGHTS = "model.safetensors"
 
 
@@ -85,6 +85,9 @@ def check_checkpoint(path: Path, *, trust_pickle: bool = False) -> None:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e) and "Unsupported" not in str(e):  # a corrupt file, not an unsafe one
+            raise CheckpointError(f"{path} is not a readable torch checkpoint ({str(e).splitlines()[0][:160]}); "
+                                  f"delete it and import again") from None
         if trust_pickle:
             return
         raise UnsafeCheckpointError(
@@ -128,13 +131,14 @@ def read_model_info(source: str | Path, name: str, dataset: str, threat_model: s
                                     f"there; expected a RobustBench checkout or the entry's JSON file")
     if not path.is_file():
         raise InvalidValueError(f"--model-info {source} not found; expected a RobustBench checkout or a JSON file")
-    text = re.sub(r'("\w+"\s*:\s*)(https?://[^",\s}]+)', r'\1"\2"', path.read_text(encoding="utf-8"))
     try:
+        text = re.sub(r'("\w+"\s*:\s*)(https?://[^",\s}]+)', r'\1"\2"', path.read_text(encoding="utf-8"))
         info = json.loads(text)
-    except ValueError as e:
-        raise InvalidValueError(f"{path} is not a model_info JSON ({e})") from None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidValueError(f"--model-info {path} is not a model_info JSON ({str(e).splitlines()[0]})") from None
     if not isinstance(info, dict):
-        raise InvalidValueError(f"{path} is not a model_info JSON (expected an object)")
+        raise InvalidValueError(f"--model-info {path} is not a model_info JSON (expected an object)")
+    _eps(info.get("eps"), threat_model, str(path))  # a bad eps is found before any download
     return info
 
 
@@ -145,14 +149,21 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _eps(value: Any, threat_model: str) -> float:
+def _eps(value: Any, threat_model: str, source: str = "model_info") -> float:
     """`"8/255"` / `0.5` / None → a float (RobustBench writes eps as a string fraction)."""
     if value in (None, ""):
-        return DEFAULT_EPS.get(threat_model, 8 / 255)
-    if isinstance(value, str) and "/" in value:
-        num, den = value.split("/", 1)
-        return float(num) / float(den)
-    return float(value)
+        return DEFAULT_EPS[threat_model]
+    try:
+        if isinstance(value, str) and "/" in value:
+            num, den = value.split("/", 1)
+            eps = float(num) / float(den)
+        else:
+            eps = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        eps = -1.0
+    if not 0 < eps < float("inf"):
+        raise InvalidValueError(f"{source}: eps {value!r}; expected a positive budget such as \"8/255\" or 0.5")
+    return eps
 
 
 # -- import -----------------------------------------------------------------------------------------------
@@ -180,15 +191,28 @@ def import_robustbench(name: str, out: str | Path, *, dataset: str = "cifar10", 
         paths = [Path(model_dir) / dataset / threat_model / f"{name}.pt"]
     for i, path in enumerate(paths):
         if not path.is_file():
-            gid = spec["gdrive_id"][i] if len(paths) > 1 else spec.get("gdrive_id")
-            if gid is None:
-                raise CheckpointError(f"{path} not found and RobustBench lists no download for {name}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rbu.download_gdrive_new(gid, path)  # needs the internet; robustbench's own downloader
+            gid = spec["gdrive_id"][i] if len(paths) > 1 else spec["gdrive_id"]
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InvalidValueError(f"--model-dir {model_dir} cannot be written ({e.strerror or e})") from None
+            try:
+                rbu.download_gdrive_new(gid, path)  # needs the internet; robustbench's own downloader
+            except Exception as e:  # gdown / requests raise their own types (no network, quota, a moved file)
+                raise CheckpointError(f"{path} not found and RobustBench's download failed ({type(e).__name__}: "
+                                      f"{str(e).splitlines()[0][:160] if str(e) else ''}); put the entry's "
+                                      f"checkpoint there by hand") from None
+            if not path.is_file():
+                raise CheckpointError(f"{path} not found and RobustBench's download wrote nothing; put the entry's "
+                                      f"checkpoint there by hand")
         check_checkpoint(path, trust_pickle=trust_pickle)
     with _weights_only(trust_pickle), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = rbu.load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model).eval()
+        try:
+            net = rbu.load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model).eval()
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{paths[0]} does not fit RobustBench's {name} ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
     checkpoint_sha = [sha256_file(p) for p in paths]
     converted = native_architecture(net) if native else None
     num_classes = rbm.DATASETS[dataset]
