@@ -69,10 +69,10 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     for rank_state in [state, *state.parent.glob(f"{state.stem}.rank*{state.suffix}")]:
         rank_state.unlink(missing_ok=True)
     console.print(f"results written to {out}")
+    card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
     if fill_card:
         from .card import fill_card as fill
 
-        card_path = folder / "card.md" if local else out.parent / f"{stem}card.md"  # push reads RUN/card.md
         fill(model, source, card_path, result.results, eps=options["eps"], n=result.n,
              batch_size=options["batch_size"], seed=options["seed"], norm=options["norm"],
              order=options.get("order", "balanced"))
@@ -82,8 +82,7 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
         from ..zoo.card import RobustnessCard
         from ..zoo.robustbench import model_info
 
-        card_file = folder / "card.md" if local else out.parent / f"{stem}card.md"
-        card = RobustnessCard.load(card_file) if card_file.is_file() else getattr(model, "card", None)
+        card = RobustnessCard.load(card_path) if card_path.is_file() else getattr(model, "card", None)
         write(robustbench_json, model_info(record, card))
         console.print(f"RobustBench model_info written to {robustbench_json} (fill in what is None before "
                       f"submitting)")

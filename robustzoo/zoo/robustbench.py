@@ -248,8 +248,7 @@ def import_robustbench(name: str, out: str | Path, *, dataset: str = "cifar10", 
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         runs.clear(out)
-    state = {k: v for k, v in model.state_dict().items()}
-    save_checkpoint(out / WEIGHTS, state, {"config": model.config, "run": run_info})
+    save_checkpoint(out / WEIGHTS, model.state_dict(), {"config": model.config, "run": run_info})
     write_json(out / "config.json", run_info)
     card_for_import(run_info).save(out / "card.md")
     return out
