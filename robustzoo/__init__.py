@@ -6,7 +6,7 @@ with warnings.catch_warnings():  # timm 1.0.9 (the version robustbench pins) war
     import timm  # noqa: F401
 from . import models  # noqa: F401  (registers the CIFAR architectures into timm)
 from .attacks import pgd
-from .data import load_data
+from .data import Aux, Stream, load_data
 from .defenses import AWP, MART, PGDAT, TRADES, Defense, create_defense, list_defenses, register_defense
 from .ema import EMA
 from .errors import RobustzooError

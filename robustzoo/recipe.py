@@ -9,12 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .data import Aux, Stream
 from .defenses import PGDAT, Defense
 from .ema import EMA, as_ema
 from .errors import InvalidValueError, RecipeError
 from .policies import AttackPolicy, Fixed
 from .schedules import Piecewise
 from .strategy import check_budget
+
+
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    optimizer: str = "sgd"  # or "adamw" (with `betas`); `momentum` and `nesterov` are SGD's
+    betas: tuple[float, float] = (0.9, 0.999)
+    decay_norm_and_bias: bool = True  # False: no weight decay on 1-D parameters (norms, biases)
     schedule: Callable[[float], float] = field(default_factory=Piecewise)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
@@ -60,6 +67,8 @@ class Recipe:
     final_clip: bool = False  # project x_adv onto the `eps` ball before the loss (LAS-AWP, ECAS-AWP code)
     augment: bool = True  # the dataset's crop/flip augmentation (False: none, as LAS-AWP's Tiny-ImageNet code)
     ema: EMA | float | None = None  # weight averaging (`EMA`, or a decay): validated, selected and saved
+    stream: Stream | bool | None = None  # the data path: None chooses by size, False in memory, a Stream: files
+    aux: Aux | None = None  # generated images mixed into every batch at a fixed fraction (DM-Improves-AT)
     norm: str = "Linf"  # the threat model: `eps` is an L∞ or an L2 radius (training attack, validation, cards)
     seed: int = 0
     reported: Reported | None = None
@@ -77,9 +86,15 @@ class Recipe:
                 f"policy with {self.norm} budgets (e.g. Fixed(eps, step_size, steps, norm={self.norm!r}))"
                 + ("; its budgets are L∞-specific" if not hasattr(type(self.policy), "norms") else ""))
         self.ema = as_ema(self.ema)
+        if self.stream is True:
+            self.stream = Stream()
+        if self.aux is not None:
+            self.aux.per_batch(self.batch_size)  # a batch keeps at least one real image
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidValueError(f"{name}={getattr(self, name)!r}; expected a positive integer")
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidValueError(f"optimizer={self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.lr <= 0:
             raise InvalidValueError(f"lr={self.lr!r}; expected > 0")
 
@@ -95,10 +110,15 @@ class Recipe:
                 "defense_config": self.defense.config(), "epochs": self.epochs,
                 "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
+                **({"optimizer": self.optimizer, "betas": list(self.betas)} if self.optimizer != "sgd" else {}),
+                **({} if self.decay_norm_and_bias else {"decay_norm_and_bias": False}),
                 "schedule": repr(self.schedule), "val_size": self.val_size, "train_subset": self.train_subset, "eps": self.eps,
                 "attack_train_mode": self.attack_train_mode, "final_clip": self.final_clip,
                 **({} if self.augment else {"augment": False}),
                 **({"ema": self.ema.config()} if self.ema else {}),
+                **({"stream": self.stream.config() if isinstance(self.stream, Stream) else self.stream}
+                   if self.stream is not None else {}),
+                **({"aux": self.aux.config()} if self.aux else {}),
                 **({"norm": self.norm} if self.norm != "Linf" else {}), "seed": self.seed,
                 "reported": self.reported.as_dict() if self.reported else None}
 

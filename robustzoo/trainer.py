@@ -13,7 +13,7 @@ from torch import nn
 from . import distributed, runs
 from .checkpoint import (STATE_PREFIXES, atomic_write, dumps, flatten_state, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state, unflatten_state, write_json)
-from .data import Data, Loader, load_data
+from .data import Data, StreamData, load_data, open_aux
 from .evaluation import run_attacks
 from .errors import (CheckpointError, InvalidValueError, PreemptedError, RunExistsError,
                      TrainingDivergedError)
@@ -108,6 +108,23 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
     return strategy, x_adv, loss, logits
 
 
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer: SGD (momentum, nesterov) or AdamW (`betas`); `decay_norm_and_bias=False` puts
+    1-D parameters (norms, biases) in a group without weight decay (timm's `param_groups_weight_decay`)."""
+    params: Any = model.parameters()
+    if not recipe.decay_norm_and_bias:
+        try:  # timm >= 1.0.10 exports it; 1.0.9 (the robustbench extra's pin) keeps it in optim_factory
+            from timm.optim import param_groups_weight_decay
+        except ImportError:
+            from timm.optim.optim_factory import param_groups_weight_decay
+
+        params = param_groups_weight_decay(model, recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                           nesterov=recipe.nesterov)
+
+
 class Trainer:
     """Runs a recipe into `out_dir`: last/best checkpoints, metrics.jsonl, config.json; resumes exactly.
 
@@ -123,7 +140,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, device: str = "auto", amp: str | None = "auto",
                  channels_last: bool = False, compile: bool | str = False, sync_bn: bool = False,
-                 data: Data | None = None, progress: bool = True, checkpoint_every: float = 30.0,
+                 data: Data | StreamData | None = None, progress: bool = True, checkpoint_every: float = 30.0,
                  recipe_sha256: str | None = None, recipe_path: str | None = None):
         if not checkpoint_every >= 0:
             raise InvalidValueError(f"checkpoint_every={checkpoint_every!r}; expected minutes >= 0 (0: only at "
@@ -148,8 +165,11 @@ class Trainer:
         self.channels_last = channels_last
         torch.manual_seed(recipe.seed)  # the same initial weights (and LAS strategy network) on every rank
         self.data = data or load_data(recipe.dataset, recipe.data_dir, val_size=recipe.val_size,
-                                      download=recipe.download, seed=recipe.seed, train_subset=recipe.train_subset)
+                                      download=recipe.download, seed=recipe.seed, train_subset=recipe.train_subset,
+                                      stream=recipe.stream, aux=recipe.aux)
         d = self.data
+        if recipe.aux is not None and d.aux is None:  # data passed in: map the recipe's auxiliary set
+            d.aux = open_aux(recipe.aux.path, d.num_classes)
         model = create_model(recipe.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
                              in_chans=d.in_chans, **recipe.model_kwargs)
         if sync_bn:
@@ -171,14 +191,14 @@ class Trainer:
             torch.manual_seed(rank_seed(recipe.seed, self.dist.rank))  # each rank its own attack noise
         self._bn_stats = [] if sync_bn else [b for name, b in self.model.named_buffers()
                                              if name.endswith(("running_mean", "running_var"))]
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                         weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        self.optimizer = build_optimizer(self.model, recipe)
         for group in self.optimizer.param_groups:  # what policies scale their own LR by (Feedback.base_lr)
             group["base_lr"] = recipe.lr
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.loader = Loader(d.train, recipe.batch_size, shuffle=True, augment=d.augment if recipe.augment else None,
-                             drop_last=True, device=self.device, seed=recipe.seed, rank=self.dist.rank,
-                             world_size=self.dist.world_size)
+        self.loader = d.train_loader(recipe.batch_size, augment=recipe.augment, device=self.device, seed=recipe.seed,
+                                     rank=self.dist.rank, world_size=self.dist.world_size,
+                                     aux_per_batch=recipe.aux.per_batch(recipe.batch_size) if recipe.aux else 0,
+                                     num_batches=recipe.aux.num_batches if recipe.aux else None)
         self.epoch, self.step, self.best = 0, 0, -1.0
         self.last_record: dict[str, Any] = {}  # the metrics of the last finished epoch
         self._epoch_state: dict[str, Any] | None = None  # a mid-epoch checkpoint's epoch, until it resumes
@@ -186,8 +206,9 @@ class Trainer:
         self.run_info = {"model": self.model.config, "recipe": recipe.summary(), "recipe_path": recipe_path,
                          "recipe_sha256": recipe_sha256,
                          "dataset": {"name": d.name, "data_dir": recipe.data_dir, "classes": d.classes,
-                                     "input_size": list(d.train.x.shape[1:]),
-                                     "val_size": recipe.val_size, "seed": recipe.seed},
+                                     "input_size": list(d.input_size),
+                                     "val_size": recipe.val_size, "seed": recipe.seed,
+                                     **({"stream": d.stream.config()} if d.streamed else {})},
                          "threat_model": {"norm": recipe.norm, "eps": recipe.eps},
                          "amp": amp, "channels_last": channels_last, "compile": compile_mode,
                          "world_size": self.dist.world_size, "sync_bn": sync_bn}

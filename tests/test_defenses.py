@@ -236,3 +236,18 @@ def test_the_final_clip_keeps_the_training_perturbation_in_the_recipe_ball(tmp_p
             assert distance <= 8 / 255 + 1e-6 and distance == pytest.approx(8 / 255, abs=1e-6)
         else:
             assert distance > 8 / 255 + 1e-3
+
+
+def test_trades_label_smoothing_smooths_the_clean_term_only():
+    class Const(torch.nn.Module):
+        def forward(self, x):  # logits log(1), log(3) whatever the input: p = (1/4, 3/4)
+            return torch.log(torch.tensor([[1.0, 3.0]])).expand(len(x), 2)
+
+    x = torch.zeros(1, 1, 2, 2)
+    strategy = Strategy.uniform(1, 0.1, 0.1, 1)
+    plain, _ = TRADES(beta=1.0).loss(Const(), x, x, torch.tensor([1]), strategy)
+    smooth, _ = TRADES(beta=1.0, label_smoothing=0.2).loss(Const(), x, x, torch.tensor([1]), strategy)
+    assert math.isclose(float(plain), -math.log(0.75), rel_tol=1e-6)  # KL(p || p) = 0
+    # (1 - 0.2) * CE(y) + 0.2 * mean over classes of CE(c) = 0.8 * -log .75 + 0.1 * (-log .25 - log .75)
+    assert math.isclose(float(smooth), 0.9 * -math.log(0.75) + 0.1 * -math.log(0.25), rel_tol=1e-6)
+    assert TRADES(label_smoothing=0.1).config()["label_smoothing"] == 0.1 and "label_smoothing" not in TRADES().config()

@@ -1,8 +1,10 @@
 """Every shipped recipe loads, and states the published settings it claims."""
 from pathlib import Path
 
-import pytest
+import dataclasses
 
+import numpy as np
+import pytest
 import torch
 
 from robustzoo import Fixed, PGDAT, Trainer, load_recipe
@@ -206,8 +208,9 @@ def _synthetic(recipe, n=8):
     from robustzoo.data import Split
     from robustzoo.data.datasets import Data
 
-    classes = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "digits": 10}[recipe.dataset]
-    size, chans = (64, 3) if recipe.dataset == "tiny_imagenet" else (8, 1) if recipe.dataset == "digits" else (32, 3)
+    classes = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "digits": 10, "imagenet": 1000}[recipe.dataset]
+    size, chans = (64, 3) if recipe.dataset in ("tiny_imagenet", "imagenet") else (8, 1) if recipe.dataset == "digits" \
+        else (32, 3)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, chans, size, size), generator=g, dtype=torch.uint8)
     y = torch.arange(n) % classes
@@ -224,5 +227,29 @@ def test_every_recipe_trains_a_step_on_a_small_override(path, tmp_path):
                            val_steps=1)
     if hasattr(small.policy, "backbone"):  # LAS's strategy net: the same small CNN
         small.policy.backbone, small.policy.backbone_kwargs = "cifar_small_cnn", {"width": 4}
-    record = Trainer(small, tmp_path, data=_synthetic(recipe), progress=False, device="cpu").fit()
+    if small.aux is not None:  # generated data: a small file of the same format in its place
+        np.savez(tmp_path / "aux.npz", image=np.zeros((16, 32, 32, 3), np.uint8), label=np.arange(16) % 10)
+        small.aux = dataclasses.replace(small.aux, path=str(tmp_path / "aux.npz"), num_batches=None)
+        small.batch_size = 16  # a batch keeps real images at the recipe's fraction
+    data = _synthetic(recipe, n=16 if small.aux else 8)
+    record = Trainer(small, tmp_path / "run", data=data, progress=False, device="cpu").fit()
     assert record["epoch"] == 1 and record["step"] == 1 and record["train_loss"] == record["train_loss"]
+
+
+def test_past_cifar_recipes_state_their_code_settings():
+    from robustzoo.data import Stream
+
+    dm, _ = load_recipe(ROOT / "recipes" / "dm_trades_wrn28_cifar10_1m.py")
+    assert (dm.model, dm.model_kwargs, dm.batch_size, dm.epochs, dm.lr, dm.nesterov) == (
+        "cifar_wrn_28_10", {"act_layer": "silu"}, 512, 400, 0.2, True)
+    assert dm.aux.fraction == 0.7 and dm.aux.per_batch(512) == 359 and dm.aux.num_batches == 98
+    assert (dm.defense.beta, dm.defense.label_smoothing, dm.ema.decay, dm.val_size) == (5.0, 0.1, 0.995, 1024)
+    assert not dm.decay_norm_and_bias and dm.reported.aa == 63.35
+    r50, _ = load_recipe(ROOT / "recipes" / "pgdat_resnet50_imagenet.py")
+    assert (r50.model, r50.dataset, r50.eps, r50.policy.steps, r50.epochs, r50.weight_decay) == (
+        "resnet50", "imagenet", 4 / 255, 3, 90, 1e-4)
+    assert isinstance(r50.stream, Stream) and r50.stream.crop_pct == 0.875 and r50.reported.aa == 34.96
+    vit, _ = load_recipe(ROOT / "recipes" / "pgdat_vit_s_imagenet.py")
+    assert (vit.optimizer, vit.betas, vit.weight_decay, vit.epochs, vit.ema.decay) == (
+        "adamw", (0.9, 0.95), 0.05, 300, 0.9999)
+    assert vit.stream.interpolation == "bicubic" and vit.stream.auto_augment == "rand-m9-mstd0.5-inc1"

@@ -203,3 +203,34 @@ def test_resume_restores_learning_policies(tmp_path, digits_small, make_policy):
     if "net" in full_state:
         for k, v in full_state["net"].items():
             assert torch.equal(v, resumed_state["net"][k]), k
+
+
+def test_recipe_optimizer_adamw_and_no_decay_on_norms_and_biases():
+    from robustzoo.errors import InvalidValueError
+    from robustzoo.models import create_model
+    from robustzoo.trainer import build_optimizer
+
+    model = create_model("cifar_small_cnn", num_classes=10, mean=(0.5,), std=(0.5,), in_chans=1, width=4)
+    base = Recipe(name="o", model="cifar_small_cnn", dataset="digits", weight_decay=0.05)
+    sgd = build_optimizer(model, base)
+    assert type(sgd) is torch.optim.SGD and len(sgd.param_groups) == 1 and sgd.param_groups[0]["weight_decay"] == 0.05
+    adamw = build_optimizer(model, base.replace(optimizer="adamw", betas=(0.9, 0.95), decay_norm_and_bias=False))
+    assert type(adamw) is torch.optim.AdamW and adamw.param_groups[0]["betas"] == (0.9, 0.95)
+    decays = {p.ndim <= 1: g["weight_decay"] for g in adamw.param_groups for p in g["params"]}
+    assert decays == {True: 0.0, False: 0.05}  # biases and BatchNorm weights undecayed, kernels decayed
+    assert base.replace(optimizer="adamw").summary()["optimizer"] == "adamw" and "optimizer" not in base.summary()
+    with pytest.raises(InvalidValueError, match="optimizer='lamb'"):
+        base.replace(optimizer="lamb")
+
+
+def test_wide_resnet_takes_a_timm_activation():
+    from robustzoo.models import create_model
+
+    torch.manual_seed(0)
+    relu = create_model("cifar_wrn_28_10", num_classes=10, mean=(0.5,) * 3, std=(0.5,) * 3)
+    torch.manual_seed(0)
+    silu = create_model("cifar_wrn_28_10", num_classes=10, mean=(0.5,) * 3, std=(0.5,) * 3,
+                        act_layer="silu")
+    assert relu.state_dict().keys() == silu.state_dict().keys()  # checkpoints keep their keys
+    x = torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(relu.eval()(x), silu.eval()(x))

@@ -1,4 +1,5 @@
-"""Datasets by name, each decoded once into uint8 tensors: CIFAR-10/100, SVHN, Tiny-ImageNet, digits."""
+"""Datasets by name: decoded once into uint8 tensors (CIFAR-10/100, SVHN, Tiny-ImageNet, digits, image
+folders of one size), or streamed from their files (ImageNet, large or variable-size image folders)."""
 from __future__ import annotations
 
 import os
@@ -12,8 +13,11 @@ from torch import Tensor
 
 from ..errors import DatasetNotFoundError, InvalidValueError
 from ..registry import Registry
+from .aux import Aux, AuxSplit, open_aux
 from .imagefolder import is_image_folder, load_image_folder
-from .loader import Augment, Split
+from .loader import Augment, Loader, Split
+from .plan import shard
+from .stream import Sample, Stream, StreamData, channel_stats
 
 RawData = tuple[Split, Split, list[str]]
 DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
@@ -28,6 +32,9 @@ _STATS = {
 _AUGMENT = {"cifar10": Augment(4, True), "cifar100": Augment(4, True), "svhn": Augment(4, False),
             "tiny_imagenet": Augment(4, True), "digits": Augment(1, False),
             "imagefolder": Augment(4, True)}
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # timm's IMAGENET_DEFAULT_MEAN / STD
+STREAMED = ("imagenet",)  # always read from files: ~193 GB as uint8 at 224 px
+MEMORY_BYTES = 8 * 2 ** 30  # the largest uint8 training set the auto choice keeps in memory
 
 
 @dataclass
@@ -42,10 +49,25 @@ class Data:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: Augment = field(default_factory=Augment)
+    aux: AuxSplit | None = None  # memory-mapped generated images mixed into training batches (Recipe.aux)
+    streamed = False
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])
+
+    def train_loader(self, batch_size: int, *, augment: bool = True, device: torch.device | str = "cpu",
+                     seed: int = 0, rank: int = 0, world_size: int = 1, aux_per_batch: int = 0,
+                     num_batches: int | None = None) -> Loader:
+        """The training batches: shuffled per epoch, the dataset's augmentation on the device (`augment`)."""
+        return Loader(self.train, batch_size, shuffle=True, augment=self.augment if augment else None,
+                      drop_last=True, device=device, seed=seed, rank=rank, world_size=world_size,
+                      aux=self.aux if aux_per_batch else None, aux_per_batch=aux_per_batch,
+                      num_batches=num_batches)
 
     @property
     def in_chans(self) -> int:
@@ -66,24 +88,87 @@ def default_data_dir() -> Path:
 
 
 def load_data(name: str, data_dir: str | os.PathLike | None = None, *, val_size: int = 1000,
-              download: bool = False, seed: int = 0, train_subset: int | None = None) -> Data:
+              download: bool = False, seed: int = 0, train_subset: int | None = None,
+              stream: Stream | bool | None = None, aux: Aux | None = None) -> Data | StreamData:
     """Load a dataset by name and hold out `val_size` training images (fixed by `seed`) for validation.
 
     `train_subset` keeps that many training images, a random subset fixed by `seed` (for quick runs).
+    `stream`: None chooses the path (ImageNet, and image folders of mixed sizes or over `MEMORY_BYTES` as
+    uint8, stream from their files; the rest is decoded into memory); False keeps it in memory; a `Stream`
+    (or True: `Stream()`) streams with those transforms. `aux` memory-maps an auxiliary set for the mix.
     """
-    loader = DATASETS.get(name)
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
-    train, test, classes = loader(root, download=download)
-    if not 0 <= val_size < len(train):
-        raise InvalidValueError(f"val_size={val_size}; expected 0 <= val_size < {len(train)} (training images)")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    if train_subset is not None and not 0 < train_subset <= len(train) - val_size:
+    if name not in DATASETS and name not in STREAMED:
+        DATASETS.get(name)  # the unknown-name error, listing the datasets
+    if stream is False and name in STREAMED:
+        raise InvalidValueError(f"stream=False for {name!r}; {name} is read from its files (it does not fit in "
+                                f"memory), expected stream=None or a Stream")
+    if stream is True or (stream is None and _should_stream(name, root)):
+        stream = Stream()
+    if isinstance(stream, Stream):
+        data: Data | StreamData = _load_stream(name, root, stream, val_size, seed, train_subset)
+    else:
+        train, test, classes = DATASETS.get(name)(root, download=download)
+        val_idx, train_idx = _split(len(train), val_size, seed, train_subset)
+        mean, std = _STATS.get(name) or _channel_stats(train.x)
+        data = Data(name, Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx]),
+                    test, classes, tuple(mean), tuple(std), _AUGMENT.get(name, Augment()))
+    if aux is not None:
+        data.aux = open_aux(aux.path, data.num_classes)
+    return data
+
+
+def _split(n: int, val_size: int, seed: int, train_subset: int | None) -> tuple[Tensor, Tensor]:
+    """The held-out and training indices (sorted), fixed by `seed`."""
+    if not 0 <= val_size < n:
+        raise InvalidValueError(f"val_size={val_size}; expected 0 <= val_size < {n} (training images)")
+    if train_subset is not None and not 0 < train_subset <= n - val_size:
         raise InvalidValueError(f"train_subset={train_subset}; expected 0 < train_subset <= "
-                                f"{len(train) - val_size} (training images after the validation split)")
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:][:train_subset].sort().values
-    mean, std = _STATS.get(name) or _channel_stats(train.x)
-    return Data(name, Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx]),
-                test, classes, tuple(mean), tuple(std), _AUGMENT.get(name, Augment()))
+                                f"{n - val_size} (training images after the validation split)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:val_size].sort().values, order[val_size:][:train_subset].sort().values
+
+
+def _should_stream(name: str, root: Path) -> bool:
+    """The automatic choice: ImageNet streams; an image folder streams when a sample of its images has more
+    than one size, or when its training images would take over `MEMORY_BYTES` as uint8."""
+    if name in STREAMED:
+        return True
+    if name != "imagefolder" or not is_image_folder(root):
+        return False
+    from PIL import Image
+
+    from .folders import LISTINGS
+
+    try:
+        train = LISTINGS.get(name)(root)[0]
+        sizes = set()
+        for path, _ in train[:: max(1, len(train) // 64)]:
+            with Image.open(path) as f:
+                sizes.add(f.size)
+    except (OSError, DatasetNotFoundError, InvalidValueError):
+        return False  # a broken tree: the in-memory reader names the file
+    if not sizes:
+        return False
+    w, h = max(sizes)
+    return len(sizes) > 1 or len(train) * 3 * w * h > MEMORY_BYTES
+
+
+def _load_stream(name: str, root: Path, stream: Stream, val_size: int, seed: int,
+                 train_subset: int | None) -> StreamData:
+    from .folders import LISTINGS
+
+    train, test, classes, missing = LISTINGS.get(name)(root)
+    if not train:
+        raise DatasetNotFoundError(f"{name} in {root}: no training images found")
+    val_idx, train_idx = _split(len(train), val_size, seed, train_subset)
+    train_files: list[Sample] = [train[i] for i in train_idx.tolist()]
+    if name == "imagenet":
+        mean, std = _IMAGENET_STATS
+    else:
+        mean, std = _STATS.get(name) or channel_stats(train_files, stream)
+    return StreamData(name, train_files, [train[i] for i in val_idx.tolist()], test, classes, tuple(mean),
+                      tuple(std), stream, test_missing=missing)
 
 
 def _channel_stats(x: Tensor) -> tuple[list[float], list[float]]:

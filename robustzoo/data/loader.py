@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InvalidValueError
+from .plan import BatchPlan, epoch_seed, shard
+
+if TYPE_CHECKING:
+    from .aux import AuxSplit
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,14 @@ class Loader:
     worker processes have nothing left to do). With `world_size` > 1 (data parallel) `batch_size` is the
     global batch: every rank walks the same permutation and takes its contiguous `batch_size / world_size`
     rows of each batch, augmented with the single-process draws — the distributed sampler of this loader.
+    With `aux` (memory-mapped generated images), `aux_per_batch` rows of every batch are read from the map on
+    the host (a `BatchPlan`), copied in, and augmented with the rest.
     """
 
     def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False,
                  augment: Augment | None = None, drop_last: bool = False,
-                 device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1):
+                 device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1,
+                 aux: "AuxSplit | None" = None, aux_per_batch: int = 0, num_batches: int | None = None):
         if batch_size % world_size:
             raise InvalidValueError(f"batch_size={batch_size} does not split over {world_size} processes; "
                                     f"expected a global batch size divisible by the number of processes")
@@ -83,6 +90,12 @@ class Loader:
         self.rank, self.world_size = rank, world_size
         self.position, self._resume_state = 0, None
         self.generator: torch.Generator | None = None  # the running epoch's augmentation stream
+        if aux is not None and tuple(aux.image_shape) != tuple(split.x.shape[1:]):
+            raise InvalidValueError(f"{aux.source}: auxiliary images are {aux.image_shape} (C, H, W); expected "
+                                    f"the training images' {tuple(split.x.shape[1:])}")
+        self.aux = aux
+        self.plan = BatchPlan(len(self.y), batch_size, shuffle, drop_last, seed, len(aux) if aux else 0,
+                              aux_per_batch if aux else 0, num_batches) if aux or num_batches else None
 
     def set_epoch(self, epoch: int, position: int = 0, generator_state: Tensor | None = None) -> None:
         """Select the epoch the next iteration yields; from batch `position` on with the augmentation
@@ -94,19 +107,24 @@ class Loader:
         return self.generator.get_state() if self.generator is not None else None
 
     def __len__(self) -> int:
+        if self.plan is not None:
+            return len(self.plan)
         n = len(self.y)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        seed = self.seed * 1_000_003 + self.epoch
+        seed = epoch_seed(self.seed, self.epoch)
         n = len(self.y)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)  # once per epoch
         generator = self.generator = torch.Generator(self.device).manual_seed(seed)
         start, self.position = self.position, 0
         if start and self._resume_state is not None:
             generator.set_state(self._resume_state)
         self._resume_state = None
+        if self.plan is not None:
+            yield from self._mixed(order, start, generator)
+            return
+        order = order.to(self.device)  # once per epoch
         for i in range(start, len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             total, rows = len(idx), self.rows(len(idx))
@@ -114,10 +132,25 @@ class Loader:
             x = self.x[idx].float().div_(255)
             yield augment_batch(x, self.augment, generator, rows, total), self.y[idx]
 
+    def _mixed(self, order: Tensor, start: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of the plan: training rows gathered on the device, auxiliary rows read from the map."""
+        n = len(self.y)
+        for i in range(start, len(self)):
+            idx = self.plan.batch(self.epoch, i, order)
+            total, rows = len(idx), self.rows(len(idx))
+            idx = idx[rows]
+            is_aux = idx >= n
+            real = idx[~is_aux].to(self.device)
+            x = torch.empty((len(idx), *self.x.shape[1:]), dtype=torch.uint8, device=self.device)
+            y = torch.empty(len(idx), dtype=torch.long, device=self.device)
+            x[~is_aux.to(self.device)], y[~is_aux.to(self.device)] = self.x[real], self.y[real]
+            if self.aux is not None and bool(is_aux.any()):
+                aux_x, aux_y = self.aux.rows(idx[is_aux] - n)
+                mask = is_aux.to(self.device)
+                x[mask] = aux_x.to(self.device, non_blocking=True)
+                y[mask] = aux_y.to(self.device, non_blocking=True)
+            yield augment_batch(x.float().div_(255), self.augment, generator, rows, total), y
+
     def rows(self, n: int) -> slice:
         """This rank's contiguous rows of a batch of `n` (`torch.tensor_split`'s chunks)."""
-        if self.world_size == 1:
-            return slice(None)
-        q, r = divmod(n, self.world_size)
-        start = self.rank * q + min(self.rank, r)
-        return slice(start, start + q + (self.rank < r))
+        return shard(n, self.rank, self.world_size)

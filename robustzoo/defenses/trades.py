@@ -26,11 +26,15 @@ class TRADES(Defense):
     With the `Fixed(eps=0.031, step_size=0.007, steps=10)` policy this is the original algorithm
     (`yaodongyu/TRADES` `trades.py:27-37, 79-83`). `inner="ce"` makes the inner attack CE-PGD from a uniform
     start instead, as ECAS-TRADES on CIFAR-10 does (`huizhg/ECAS` `TRADES/train_trades_cifar10_entropy.py:146-164`).
+    `label_smoothing` smooths the clean CE term only (DM-Improves-AT's `--ls`, `gowal21uncovering/utils/trades.py:110`).
     """
 
     attack_loss = staticmethod(kl_divergence)
 
-    def __init__(self, beta: float = 6.0, start_std: float = 0.001, inner: str = "kl"):
+    def __init__(self, beta: float = 6.0, start_std: float = 0.001, inner: str = "kl", label_smoothing: float = 0.0):
+        if not 0.0 <= label_smoothing < 1.0:
+            raise InvalidValueError(f"label_smoothing={label_smoothing!r}; expected 0 <= it < 1")
+        self.label_smoothing = float(label_smoothing)
         if beta < 0:
             raise InvalidValueError(f"beta={beta!r}; expected beta >= 0")
         if inner not in ("kl", "ce"):
@@ -51,9 +55,10 @@ class TRADES(Defense):
         logits_clean, logits_adv = model(x), model(x_adv)
         beta = strategy.extras.get("beta")
         beta = self.beta if beta is None else beta.to(logits_clean.device, torch.float32)
-        natural = F.cross_entropy(as_float(logits_clean), y, reduction="none")
+        natural = F.cross_entropy(as_float(logits_clean), y, reduction="none", label_smoothing=self.label_smoothing)
         robust = kl_divergence(logits_adv, F.softmax(as_float(logits_clean), 1))
         return natural + beta * robust, logits_adv
 
     def config(self) -> dict[str, Any]:
-        return {"beta": self.beta, "start_std": self.start_std, "inner": self.inner}
+        return {"beta": self.beta, "start_std": self.start_std, "inner": self.inner,
+                **({"label_smoothing": self.label_smoothing} if self.label_smoothing else {})}

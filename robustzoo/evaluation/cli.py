@@ -20,7 +20,7 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     Each finished chunk of images goes to `<out>.state.json` first, so a killed evaluation continues where it
     stopped; the state file is removed once the result is written. Returns the written record."""
     from ..checkpoint import sha256_file, write_json
-    from ..data import load_data
+    from ..data import Stream, load_data
     from ..strategy import check_budget, check_norm
     from ..trainer import resolve_checkpoint
     from ..zoo import load
@@ -41,8 +41,9 @@ def run(source: str, options: dict[str, Any], *, data_dir: Path | None, device: 
     ds = run_info.get("dataset", {})
     if not ds.get("name"):
         raise InvalidValueError(f"{source} does not record its dataset; expected a robustzoo model")
+    stream = Stream.from_config(ds["stream"]) if ds.get("stream") else None  # its eval resize and crop
     data = load_data(ds["name"], data_dir or ds.get("data_dir"), val_size=ds.get("val_size", 0),
-                     seed=ds.get("seed", 0))
+                     seed=ds.get("seed", 0), stream=stream)
     path = Path(source).expanduser()
     folder = (path if path.is_dir() else path.parent) if local else Path(".")
     stem = "" if local else run_info["source"]["repo_id"].replace("/", "--") + "."

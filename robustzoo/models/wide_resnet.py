@@ -12,8 +12,9 @@ from ._cfg import cifar_cfg
 
 
 class WideBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, drop_rate: float):
+    def __init__(self, in_planes: int, planes: int, stride: int, drop_rate: float, act: Any = F.relu):
         super().__init__()
+        self.act = act
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -24,9 +25,9 @@ class WideBlock(nn.Module):
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(x))
+        out = self.act(self.bn1(x))
         shortcut = x if self.shortcut is None else self.shortcut(out)
-        out = F.relu(self.bn2(self.conv1(out)))
+        out = self.act(self.bn2(self.conv1(out)))
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return self.conv2(out) + shortcut
@@ -34,8 +35,14 @@ class WideBlock(nn.Module):
 
 class WideResNet(nn.Module):
     def __init__(self, depth: int = 34, widen_factor: int = 10, num_classes: int = 10, in_chans: int = 3,
-                 drop_rate: float = 0.0):
+                 drop_rate: float = 0.0, act_layer: str = "relu"):
+        """`act_layer`: a timm activation name; "silu" (Swish) is DeepMind's WRN (DM-Improves-AT, Gowal et al.)."""
         super().__init__()
+        from timm.layers import get_act_fn
+
+        self.act = get_act_fn(act_layer)
+        if self.act is None:
+            raise InvalidValueError(f"act_layer={act_layer!r}; expected a timm activation name (relu, silu, ...)")
         if (depth - 4) % 6:
             raise InvalidValueError(f"WideResNet depth={depth}; expected 6n+4 (e.g. 28, 34, 70)")
         n = (depth - 4) // 6
@@ -45,7 +52,7 @@ class WideResNet(nn.Module):
         blocks, in_planes = [], widths[0]
         for i, planes in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(WideBlock(in_planes, planes, 2 if (i > 0 and j == 0) else 1, drop_rate))
+                blocks.append(WideBlock(in_planes, planes, 2 if (i > 0 and j == 0) else 1, drop_rate, self.act))
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_planes)
@@ -53,7 +60,7 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(in_planes, num_classes) if num_classes else nn.Identity()  # 0: pooled features (timm)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn(self.blocks(self.conv1(x))))
+        out = self.act(self.bn(self.blocks(self.conv1(x))))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
