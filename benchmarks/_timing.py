@@ -34,3 +34,27 @@ def header(name: str, device: torch.device, **fields: object) -> str:
     extra = " | ".join(f"{k} {v}" for k, v in fields.items())
     return (f"# {name} | {platform.platform()} | python {platform.python_version()} | torch {torch.__version__} | "
             f"device {device} | threads {torch.get_num_threads()} | {extra}")
+
+
+def bench_rounds(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device,
+                 warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times (s) of each function in every round; rounds interleave the functions and rotate their
+    order, so neither drift nor a fixed neighbour favours one. Returns the per-round times (for medians
+    and paired ratios)."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            sync()
+            start = time.perf_counter()
+            fns[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -10,6 +10,7 @@ Run: `python benchmarks/data_throughput.py` (add `--quick` for a smoke run, `--d
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -41,8 +42,10 @@ def write_large_tree(root: Path, n: int, classes: int = 10, sizes: tuple[int, in
             folder = root / split / f"c{i % classes}"
             folder.mkdir(parents=True, exist_ok=True)
             w, h = (int(v) for v in rng.integers(*sizes, size=2))
-            small = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
-            small.resize((w, h), Image.BICUBIC).save(folder / f"{i:06d}.jpg", quality=90)
+            small = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+            grain = rng.integers(-12, 13, (h, w, 1), dtype=np.int16)  # texture: photo-like JPEG sizes
+            pixels = np.clip(np.asarray(small, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
     return root
 
 
@@ -121,22 +124,28 @@ def memory_run(args: argparse.Namespace) -> None:
     print(json.dumps({"peak_pss_mb": round(peak.peak, 1), "images": n}))
 
 
-def memory_table(cifar: Path, large: Path, large_n: int, batch_size: int, workers: int, quick: bool) -> list[str]:
+def quarter_tree(root: Path, out: Path) -> Path:
+    """Every 4th file of each class folder of `root` (symlinks): the same data at a quarter of its size."""
+    for split in ("train", "test"):
+        for folder in sorted((root / split).iterdir()):
+            (out / split / folder.name).mkdir(parents=True)
+            for f in sorted(folder.iterdir())[::4]:
+                (out / split / folder.name / f.name).symlink_to(f)
+    return out
+
+
+def memory_table(trees: list[tuple[str, str, Path, Path, str, int]], batch_size: int, workers: int) -> list[str]:
+    """Peak PSS of one epoch in a fresh process, on a tree and on its quarter."""
     rows = ["| data | path | training images | peak PSS MiB (process + workers) |", "|---|---|---:|---:|"]
-    full = 49_000 if not quick else 8_000
-    cases = [("CIFAR-10 JPEG folder", "cifar10", cifar, "memory", 32), ("CIFAR-10 JPEG folder", "cifar10", cifar, "stream", 32),
-             ("large JPEG tree @224", "imagefolder", large, "stream", 224)]
-    for label, dataset, root, path, size in cases:
-        total = full if dataset == "cifar10" else large_n
-        for subset in (total // 4, total):
+    for label, dataset, quarter, full, path, size in trees:
+        for root in (quarter, full):
             cmd = [sys.executable, __file__, "--memory-run", "--dataset", dataset, "--data-dir", str(root),
-                   "--path", path, "--subset", str(subset), "--size", str(size), "--workers", str(workers),
-                   "--batch-size", str(batch_size)]
+                   "--path", path, "--size", str(size), "--workers", str(workers), "--batch-size", str(batch_size)]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
             if done.returncode:
                 raise RuntimeError(done.stderr[-2000:])
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(f"| {label} | {path} | {subset} | {result['peak_pss_mb']:.0f} |")
+            rows.append(f"| {label} | {path} | {result['images']} | {result['peak_pss_mb']:.0f} |")
     return rows
 
 
@@ -146,7 +155,8 @@ def main() -> None:
                                                        "../shared/data/cifar10-jpeg.tar.gz)")
     parser.add_argument("--large-n", type=int, default=2000, help="images in the written variable-size tree")
     parser.add_argument("--workers", default="0,1,2,3,4", help="comma list of worker counts")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="batch of the CIFAR-10 cases")
+    parser.add_argument("--large-batch-size", type=int, default=32, help="batch of the 224 px cases")
     parser.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
@@ -162,7 +172,7 @@ def main() -> None:
         args.workers = int(args.workers)
         return memory_run(args)
     if args.quick:
-        args.large_n, args.batches, args.workers = 200, 3, "0,2"
+        args.large_n, args.batches, args.workers, args.large_batch_size = 200, 3, "0,2", 16
     device = torch.device(args.device)
     workers = [int(w) for w in args.workers.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="data_throughput_"))
@@ -177,42 +187,52 @@ def main() -> None:
     large = write_large_tree(tmp / "large", args.large_n)
     written = time.perf_counter() - start
     jpeg_kb = np.mean([p.stat().st_size for p in (large / "train").rglob("*.jpg")]) / 1024
-    print(header("data_throughput", device, batch=args.batch_size, cores=os.cpu_count(),
+    print(header("data_throughput", device, batch=f"{args.batch_size} (224 px: {args.large_batch_size})",
+                 cores=os.cpu_count(),
                  large_tree=f"{args.large_n} JPEGs 256-512 px, mean {jpeg_kb:.0f} KiB (written in {written:.0f} s)"))
     results: dict[str, object] = {"batch_size": args.batch_size, "cores": os.cpu_count()}
 
     rows = ["| data | path | workers | loader alone img/s | loader + train step img/s | step alone img/s | "
-            "step share of loader+step |", "|---|---|---:|---:|---:|---:|---:|"]
-    subset = 8_000 if args.quick else None
-    cases = [("CIFAR-10 JPEG folder @32", "cifar10", cifar, 32, "cifar_preact_resnet18"),
-             ("large JPEG tree @224", "imagefolder", large, 224, "resnet18")]
-    for label, dataset, root, size, model in cases:
+            "loader+step / step alone |", "|---|---|---:|---:|---:|---:|---:|"]
+    subset = 8_000 if args.quick else None  # CIFAR images in the throughput rows (memory rows: whole trees)
+    cases = [("CIFAR-10 JPEG folder @32", "cifar10", cifar, 32, "cifar_preact_resnet18", args.batch_size),
+             ("large JPEG tree @224", "imagefolder", large, 224, "resnet18", args.large_batch_size)]
+    for label, dataset, root, size, model, batch_size in cases:
         step = training_step(model, 10, size, device)
-        fixed = (torch.rand(args.batch_size, 3, size, size, device=device),
-                 torch.randint(0, 10, (args.batch_size,), device=device))
+        fixed = (torch.rand(batch_size, 3, size, size, device=device),
+                 torch.randint(0, 10, (batch_size,), device=device))
         for _ in range(2):
             step(*fixed)
-        t = time.perf_counter()
-        for _ in range(max(2, args.batches // 4)):
-            step(*fixed)
-        step_rate = max(2, args.batches // 4) * args.batch_size / (time.perf_counter() - t)
-        if dataset == "cifar10":
-            data = load_data(dataset, root, val_size=0, stream=False, train_subset=subset)
-            loader = data.train_loader(args.batch_size, device=device)
-            alone = loader_images_per_s(loader, args.batches)
-            both = loader_images_per_s(loader, max(2, args.batches // 4), step)
-            rows.append(f"| {label} | memory | - | {alone:.0f} | {both:.1f} | {step_rate:.1f} | {step_rate and both / step_rate:.3f} |")
-            results[f"{dataset}/memory"] = {"loader": alone, "loader_step": both, "step": step_rate}
-        for w in workers:
-            data = load_data(dataset, root, val_size=0, stream=Stream(image_size=size, workers=w), train_subset=subset)
-            loader = data.train_loader(args.batch_size, device=device)
-            alone = loader_images_per_s(loader, args.batches)
-            both = loader_images_per_s(loader, max(2, args.batches // 4), step)
-            rows.append(f"| {label} | stream | {w} | {alone:.0f} | {both:.1f} | {step_rate:.1f} | {both / step_rate:.3f} |")
-            results[f"{dataset}/stream/{w}"] = {"loader": alone, "loader_step": both, "step": step_rate}
-            del loader
+
+        def step_alone() -> float:  # measured right before each loader + step row: the same machine state
+            t = time.perf_counter()
+            for _ in range(max(2, args.batches // 4)):
+                step(*fixed)
+            return max(2, args.batches // 4) * batch_size / (time.perf_counter() - t)
+        paths = ([("memory", None)] if dataset == "cifar10" else []) + [("stream", w) for w in workers]
+        for path, w in paths:
+            data = load_data(dataset, root, val_size=0, train_subset=subset if dataset == "cifar10" else None,
+                             stream=False if path == "memory" else Stream(image_size=size, workers=w))
+            with_step = w is None or w <= 2  # more workers than cores only take them from the step
+            # each measurement on a fresh loader, its workers shut down after it: none decodes in the background
+            # of another (step alone first, with no loader alive)
+            step_rate = step_alone() if with_step else float("nan")
+            both = loader_images_per_s(data.train_loader(batch_size, device=device), max(2, args.batches // 4),
+                                       step) if with_step else float("nan")
+            gc.collect()
+            alone = loader_images_per_s(data.train_loader(batch_size, device=device), args.batches)
+            gc.collect()
+            cells = (f"{both:.1f} | {step_rate:.1f} | {both / step_rate:.3f}" if with_step else "- | - | -")
+            rows.append(f"| {label} | {path} | {'-' if w is None else w} | {alone:.0f} | {cells} |")
+            results[f"{dataset}/{path}" + (f"/{w}" if w is not None else "")] = {
+                "loader": alone, **({"loader_step": both, "step": step_rate} if with_step else {})}
     print("\n".join(rows))
-    memory = memory_table(cifar, large, args.large_n, args.batch_size, max(workers), args.quick)
+    cifar_q = quarter_tree(cifar, tmp / "cifar10_quarter")
+    large_q = quarter_tree(large, tmp / "large_quarter")
+    memory = memory_table([("CIFAR-10 JPEG folder @32", "cifar10", cifar_q, cifar, "memory", 32),
+                           ("CIFAR-10 JPEG folder @32", "cifar10", cifar_q, cifar, "stream", 32),
+                           ("large JPEG tree @224", "imagefolder", large_q, large, "stream", 224)],
+                          args.large_batch_size, 2)
     print("\n".join(memory))
     results["memory"] = memory
     if args.out:

@@ -10,6 +10,9 @@ Targets: ours ≤ 1.03 × direct; sanity ≤ 0.25 × direct. `--norm L2 --eps 0.
 (the same accuracy both ways is the check of robustzoo's L2 AutoAttack path). `--plain` evaluates a model that
 robustzoo did not train: a torch `nn.Sequential` CNN trained by a plain PyTorch loop with Gaussian-noise
 augmentation (sigma 0.25, which gives it some L2 robustness), no robustzoo code in its training.
+`--model` takes `small` (the default, trained here), `prn18` (PreActResNet-18, briefly trained here: the
+expensive model), `plain`, `pkg.module:function` or a run folder; repeat it to measure several in one run.
+Evaluate / direct is the median of per-round ratios (the two ran back to back, the first alternating).
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
 from __future__ import annotations
@@ -54,79 +57,119 @@ def train_with_noise(model: torch.nn.Module, x_uint8: torch.Tensor, y: torch.Ten
     return model
 
 
+def model_from(spec: str, data, args: argparse.Namespace, tmp: Path) -> tuple[str, torch.nn.Module]:
+    """`small` (a small CNN adversarially trained here), `prn18` (PreActResNet-18 trained briefly here, plain
+    loop), `plain` (the torch nn.Sequential CNN), `pkg.module:function` (it returns the model), or a run
+    folder / checkpoint (`robustzoo.load_model`)."""
+    start = time.perf_counter()
+    if spec == "small":
+        recipe = Recipe(name="eval-cost", model="cifar_small_cnn", model_kwargs={"width": 16}, dataset="cifar10",
+                        policy=Fixed(eps=8 / 255, step_size=2 / 255, steps=5), defense=PGDAT(), epochs=args.epochs,
+                        batch_size=128, lr=0.05, val_size=0)
+        trainer = Trainer(recipe, tmp / "run", data=data, device="cpu", progress=False)
+        trainer.fit()
+        model, what = trainer.model, f"cifar_small_cnn width 16, PGD-5 AT {args.epochs} epochs"
+    elif spec == "prn18":
+        from robustzoo import create_model
+
+        torch.manual_seed(0)
+        net = create_model("cifar_preact_resnet18", num_classes=10, mean=data.mean, std=data.std)
+        model = train_with_noise(net, data.train.x[:args.prn18_train], data.train.y[:args.prn18_train], 1)
+        what = f"cifar_preact_resnet18, 1 epoch of noise training on {args.prn18_train} images"
+    elif spec == "plain":
+        model, what = plain_model(data.train.x, data.train.y, args.epochs), "nn.Sequential CNN, noise training"
+    elif ":" in spec:
+        import importlib
+
+        module, _, fn = spec.partition(":")
+        model, what = getattr(importlib.import_module(module), fn)(), spec
+    else:
+        from robustzoo import load_model
+
+        model, what = load_model(spec), spec
+    print(f"# model {spec}: {what} (ready in {time.perf_counter() - start:.0f} s)", flush=True)
+    return spec, model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="small (default), prn18, plain, pkg.module:function, or a "
+                                                         "run folder / checkpoint; repeat for several")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--sanity-n", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-subset", type=int, default=10_000)
+    parser.add_argument("--prn18-train", type=int, default=2000, help="training images of the prn18 model")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, help="CIFAR-10 image-folder tree (default: unpack the shared one)")
     parser.add_argument("--norm", choices=["Linf", "L2"], default="Linf")
     parser.add_argument("--eps", type=float, help="budget (default: 8/255 in Linf, 0.5 in L2)")
-    parser.add_argument("--plain", action="store_true", help="a CNN trained by a plain PyTorch loop, not robustzoo")
+    parser.add_argument("--plain", action="store_true", help="same as --model plain")
     parser.add_argument("--quick", action="store_true", help="smoke run: n 100, 1 round, 1 epoch on 2,000 images")
     args = parser.parse_args()
     if args.quick:
         args.n, args.sanity_n, args.rounds, args.train_subset, args.epochs = 100, 50, 1, 2000, 1
+    specs = args.model or (["plain"] if args.plain else ["small"])
     eps = args.eps if args.eps is not None else (8 / 255 if args.norm == "Linf" else 0.5)
     torch.set_num_threads(args.threads)
     tree = args.data_dir or unpack(ARCHIVE, ROOT / "benchmarks" / ".cache" / "cifar10-jpeg")
     data = load_data("cifar10", tree, val_size=0, train_subset=args.train_subset, seed=0)
-    recipe = Recipe(name="eval-cost", model="cifar_small_cnn", model_kwargs={"width": 16}, dataset="cifar10",
-                    policy=Fixed(eps=8 / 255, step_size=2 / 255, steps=5), defense=PGDAT(), epochs=args.epochs,
-                    batch_size=128, lr=0.05, val_size=0)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        if args.plain:
-            model = plain_model(data.train.x, data.train.y, args.epochs).eval()
-        else:
-            trainer = Trainer(recipe, Path(tmp) / "run", data=data, device="cpu", progress=False)
-            trainer.fit()
-            model = trainer.model.eval()
-        print(f"# trained {args.epochs} epochs on {args.train_subset} images in {time.perf_counter() - start:.0f} s"
-              f"{' (plain PyTorch loop, Gaussian noise 0.25)' if args.plain else ''}")
-        idx = balanced_order(data.test.y)[:args.n]
-        x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
+        for spec in specs:
+            rows.append(measure(*model_from(spec, data, args, Path(tmp) / spec.replace("/", "_")), data, eps, args,
+                                Path(tmp)))
+    print(f"| model | n | batch | direct AutoAttack s | robustzoo.evaluate s | evaluate / direct (paired median, range) "
+          f"| accuracy both ways | sanity ({args.sanity_n} images) s | sanity / direct |\n"
+          f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
 
-        def direct() -> float:
-            from pyautoattack import AutoAttack
 
-            adversary = AutoAttack(model, norm=args.norm, eps=eps, version="standard", seed=0, device="cpu")
-            adversary.verbose = False
-            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=args.batch_size)
-            with torch.no_grad():
-                return (model(x_adv).argmax(1) == y).float().mean().item()
+def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.Namespace, tmp: Path) -> str:
+    """Interleaved rounds (the first of the two alternates) of the direct run and of evaluate; sanity once."""
+    idx = balanced_order(data.test.y)[:args.n]
+    x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
 
-        def ours() -> float:
-            state = Path(tmp) / f"state-{time.perf_counter_ns()}.json"
-            result = evaluate(model, data.test, ("aa",), eps=eps, n=args.n, batch_size=args.batch_size,
-                              seed=0, sanity=False, state_path=state, norm=args.norm)
-            return result.accuracy["aa"]
+    def direct() -> float:
+        from pyautoattack import AutoAttack
 
-        def sanity() -> float:
-            sub = idx[:args.sanity_n]
-            flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], eps,
-                                           batch_size=args.batch_size, seed=0, norm=args.norm)
-            print(f"# sanity numbers: {numbers}; flags: {[f.name for f in flags]}")
-            return numbers["pgd20"]
+        adversary = AutoAttack(model, norm=args.norm, eps=eps, version="standard", seed=0, device="cpu")
+        adversary.verbose = False
+        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=args.batch_size)
+        with torch.no_grad():
+            return (model(x_adv).argmax(1) == y).float().mean().item()
 
-        print(header("eval_cost", torch.device("cpu"), norm=args.norm, eps=f"{eps:.4g}", n=args.n, sanity_n=args.sanity_n,
-                     batch_size=args.batch_size, rounds=args.rounds))
-        times: dict[str, list[float]] = {"direct": [], "ours": [], "sanity": []}
-        for r in range(args.rounds):
-            for name, fn in (("direct", direct), ("ours", ours), ("sanity", sanity)):
-                begun = time.perf_counter()
-                value = fn()
-                times[name].append(time.perf_counter() - begun)
-                print(f"round {r + 1} {name}: {times[name][-1]:.1f} s (accuracy {value:.3f})", flush=True)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"| n | direct AutoAttack s | robustzoo.evaluate s | overhead | sanity ({args.sanity_n} images) s "
-              f"| sanity / direct |\n|---:|---:|---:|---:|---:|---:|\n| {args.n} | {med['direct']:.1f} | "
-              f"{med['ours']:.1f} | {med['ours'] / med['direct'] - 1:+.1%} | {med['sanity']:.1f} | "
-              f"{med['sanity'] / med['direct']:.1%} |")
+    def ours() -> float:
+        state = tmp / f"state-{time.perf_counter_ns()}.json"
+        result = evaluate(model, data.test, ("aa",), eps=eps, n=args.n, batch_size=args.batch_size,
+                          seed=0, sanity=False, state_path=state, norm=args.norm)
+        return result.accuracy["aa"]
+
+    print(header("eval_cost", torch.device("cpu"), model=spec, norm=args.norm, eps=f"{eps:.4g}", n=args.n,
+                 sanity_n=args.sanity_n, batch_size=args.batch_size, rounds=args.rounds), flush=True)
+    times: dict[str, list[float]] = {"direct": [], "ours": []}
+    accuracy: dict[str, set] = {"direct": set(), "ours": set()}
+    for r in range(args.rounds):
+        for name, fn in ((("direct", direct), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("direct", direct))):
+            begun = time.perf_counter()
+            accuracy[name].add(round(fn(), 4))
+            times[name].append(time.perf_counter() - begun)
+            print(f"round {r + 1} {name}: {times[name][-1]:.1f} s", flush=True)
+    begun = time.perf_counter()
+    sub = idx[:args.sanity_n]
+    flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], eps,
+                                   batch_size=args.batch_size, seed=0, norm=args.norm)
+    sanity_s = time.perf_counter() - begun
+    print(f"# sanity numbers: {numbers}; flags: {[f.name for f in flags]}")
+    paired = [o / d for o, d in zip(times["ours"], times["direct"])]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    same = accuracy["direct"] == accuracy["ours"] and len(accuracy["ours"]) == 1
+    acc = f"{next(iter(accuracy['ours'])):.3f}" if same else f"DIFFER: {accuracy}"
+    return (f"| {spec} | {args.n} | {args.batch_size} | {med['direct']:.1f} | {med['ours']:.1f} | "
+            f"{statistics.median(paired):.3f} ({min(paired):.3f}..{max(paired):.3f}) | {acc} | {sanity_s:.1f} | "
+            f"{sanity_s / med['direct']:.1%} |")
 
 
 if __name__ == "__main__":

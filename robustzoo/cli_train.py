@@ -35,6 +35,9 @@ TRAIN_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY",
                  help="Keep an exponential moving average of the weights (e.g. 0.999): validated, selected and "
                       "saved as the run's weights."),
+    click.option("--workers", type=click.IntRange(min=0),
+                 help="Decoding processes per rank for streamed datasets (ImageNet; default: the cores shared by "
+                      "the ranks, at most 8; 0: in the main process)."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
     click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
                  help="Mixed precision. auto: bf16 on GPUs that support it, fp16 with a grad scaler on older "
@@ -60,7 +63,7 @@ def make_trainer(recipe_path: Path, *, epochs: int | None, out: Path | None, res
                  checkpoint_every: float, data_dir: Path | None, download: bool, batch_size: int | None,
                  model_name: str | None, train_subset: int | None, val_size: int | None, device: str, amp: str,
                  channels_last: bool, compile_mode: str | None, sync_bn: bool, progress: bool,
-                 ema: float | None = None) -> Any:
+                 ema: float | None = None, workers: int | None = None) -> Any:
     """The recipe with the command line's overrides, as a Trainer writing to --out (nothing trained yet)."""
     from .recipe import load_recipe
     from .runs import check_not_a_file
@@ -77,7 +80,7 @@ def make_trainer(recipe_path: Path, *, epochs: int | None, out: Path | None, res
     check_not_a_file(out)  # before loading any data (the trainer checks the folder fully when it starts)
     return Trainer(recipe, out, device=device, amp=amp, channels_last=channels_last, compile=compile_mode or False,
                    sync_bn=sync_bn, progress=progress, checkpoint_every=checkpoint_every, recipe_sha256=sha,
-                   recipe_path=recipe_path.as_posix())
+                   recipe_path=recipe_path.as_posix(), workers=workers)
 
 
 def fit(trainer: Any, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -133,6 +134,7 @@ class Trainer:
     `amp="auto"` is bf16 on GPUs that support it (fp16 with a grad scaler on older ones), fp32 on the CPU.
     `compile` compiles the model (attack and training passes) with `torch.compile`, in that mode.
     `sync_bn` (CUDA, data parallel) computes BatchNorm statistics over the global batch.
+    `workers` sets the decoding processes of a streamed dataset (`Stream.workers`; not part of the run).
     `checkpoint_every` (minutes; 0: off) also writes an exact checkpoint inside an epoch; SIGTERM and SIGUSR1
     make the run finish its step, write one and stop (`PreemptedError`); a non-finite training loss stops it
     (`TrainingDivergedError`) before anything non-finite is written.
@@ -141,7 +143,7 @@ class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, device: str = "auto", amp: str | None = "auto",
                  channels_last: bool = False, compile: bool | str = False, sync_bn: bool = False,
                  data: Data | StreamData | None = None, progress: bool = True, checkpoint_every: float = 30.0,
-                 recipe_sha256: str | None = None, recipe_path: str | None = None):
+                 recipe_sha256: str | None = None, recipe_path: str | None = None, workers: int | None = None):
         if not checkpoint_every >= 0:
             raise InvalidValueError(f"checkpoint_every={checkpoint_every!r}; expected minutes >= 0 (0: only at "
                                     f"epoch ends)")
@@ -170,6 +172,8 @@ class Trainer:
         d = self.data
         if recipe.aux is not None and d.aux is None:  # data passed in: map the recipe's auxiliary set
             d.aux = open_aux(recipe.aux.path, d.num_classes)
+        if workers is not None and d.streamed:  # decoding processes: a property of the machine, not the run
+            d.stream = dataclasses.replace(d.stream, workers=workers)
         model = create_model(recipe.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
                              in_chans=d.in_chans, **recipe.model_kwargs)
         if sync_bn:

@@ -307,7 +307,7 @@ def test_kill_and_resume_mid_epoch_ends_with_the_uninterrupted_weights(tmp_path)
     assert stopped.returncode != 0 and "stopped at epoch 2, batch 2 of 3" in stopped.stderr
     meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1]
     assert (meta["epoch"], meta["position"]) == (1, 2)
-    resumed = train("run", "--resume")
+    resumed = train("run", "--resume", "--workers", "0")  # decoded in the main process this time: same batches
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = load_checkpoint(tmp_path / "full" / "last.safetensors")[0], load_checkpoint(tmp_path / "run" / "last.safetensors")[0]
     assert a.keys() == b.keys()
@@ -385,3 +385,12 @@ def test_robustbench_eval_transform_is_resize_256_center_crop_224(tmp_path):
     theirs = (T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()]))(image)  # RobustBench Res256Crop224
     assert ours.shape == theirs.shape == (3, 224, 224)
     assert torch.equal(ours, theirs)
+
+
+def test_channel_statistics_are_summed_batch_by_batch():
+    from robustzoo.data.stream import running_stats
+
+    x = torch.tensor([0, 255, 51, 102], dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 2, 1, 1)
+    mean, std = running_stats(iter([x[:3], x[3:]]))
+    values = torch.tensor([0.0, 1.0, 0.2, 0.4], dtype=torch.float64)
+    assert mean == pytest.approx([0.4, 0.4]) and std == pytest.approx([float(values.std())] * 2)

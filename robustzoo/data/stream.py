@@ -277,8 +277,23 @@ class StreamData:
 
 
 def channel_stats(samples: Sequence[Sample], stream: Stream, limit: int = 1000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of up to `limit` evenly spaced training images (eval transform)."""
-    step = max(1, len(samples) // limit)
-    x = decode(list(samples[::step][:limit]), stream.eval_transform(), default_workers()).x
-    flat = x.transpose(0, 1).reshape(3, -1).double() / 255
-    return flat.mean(1).tolist(), flat.std(1).tolist()
+    """Per-channel mean and std of up to `limit` evenly spaced training images (eval transform), summed batch
+    by batch: memory stays that of one batch whatever the image size."""
+    picked = list(samples[::max(1, len(samples) // limit)][:limit])
+    batches = DataLoader(Images(picked, stream.eval_transform()), batch_size=64, num_workers=default_workers(),
+                         generator=torch.Generator())
+    return running_stats(x for x, _ in batches)
+
+
+def running_stats(batches: Iterator[Tensor]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (unbiased) std of uint8 NCHW batches, in [0, 1], accumulated in float64."""
+    total = squares = None
+    n = 0
+    for x in batches:
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1).double().div_(255)
+        s, q = flat.sum(1), flat.square().sum(1)
+        total, squares = (s, q) if total is None else (total + s, squares + q)
+        n += flat.shape[1]
+    mean = total / n
+    var = (squares - n * mean.square()) / max(n - 1, 1)
+    return mean.tolist(), var.clamp_min(0).sqrt().tolist()
