@@ -44,6 +44,23 @@ def steps_for(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     return fns
 
 
+def bookkeeping(model: torch.nn.Module):
+    """AWP's own work beyond its extra pass, alone: BatchNorm statistics saved and put back, v from Δ (norms,
+    scaling), w + v applied and w restored. What AWP(D) may cost above its floor, without the steps' noise."""
+    awp = AWP(PGDAT(), gamma=0.01)
+    weights = perturbed_weights(model)
+    grads = [torch.randn_like(w) for w in weights]
+
+    def run():
+        saved = [b.clone() for b in model.buffers()]
+        with torch.no_grad():
+            for b, s in zip(model.buffers(), saved):
+                b.copy_(s)
+        with awp.applied(weights, awp.scale_(weights, grads)):
+            pass
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cifar_preact_resnet18")
@@ -68,6 +85,10 @@ def main() -> None:
         t = {name: statistics.median(ts) for name, ts in times.items()}
         for name in ("PGDAT", "TRADES", "AWP(PGDAT)", "AWP(TRADES)", "PGDAT floor", "TRADES floor"):
             print(f"{name:12s} {t[name]:7.3f} s/step  {t[name] / t['PGDAT']:.3f}x PGDAT")
+        if hasattr(AWP, "scale_"):
+            extra = statistics.median(bench_rounds({"b": bookkeeping(model)}, 21, device)["b"])
+            print(f"AWP bookkeeping alone (BN statistics, norms, scaling, apply and restore): {extra * 1e3:.1f} ms "
+                  f"= {extra / t['AWP(PGDAT)']:.2%} of an AWP(PGDAT) step")
         for base in ("PGDAT", "TRADES"):
             paired = [a / f for a, f in zip(times[f"AWP({base})"], times[f"{base} floor"])]
             print(f"AWP({base}) / {base}: {t[f'AWP({base})'] / t[base]:.3f}; floor ({base} step + one {base} loss "

@@ -99,8 +99,9 @@ def adversarial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy:
     if scaler:
         scaler.unscale_(optimizer)  # the policy sees true gradients
     group = optimizer.param_groups[0]
+    decay = max(g.get("weight_decay", 0.0) for g in optimizer.param_groups)  # the decayed group's (no-decay first)
     policy.update(Feedback(model, x, y, attacked, strategy, loss.detach(), group["lr"], group.get("base_lr"),
-                           group.get("weight_decay", 0.0)))  # the attack's own x_adv (LAS's R1: before the clip)
+                           decay))  # the attack's own x_adv (LAS's R1: before the clip)
     if scaler:
         scaler.step(optimizer)
         scaler.update()

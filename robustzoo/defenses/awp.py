@@ -56,12 +56,20 @@ class AWP(Defense):
         with torch.enable_grad():
             loss, _ = self.defense.loss(model, x, x_adv, y, strategy)
             grads = torch.autograd.grad(loss.mean() * scale, weights, allow_unused=True)
-        distributed.all_reduce_mean_([g for g in grads if g is not None])  # Δ of the global batch
+        grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
+        distributed.all_reduce_mean_(grads)  # Δ of the global batch
         with torch.no_grad():
             for b, saved in zip(model.buffers(), buffers):
                 b.copy_(saved)
-            return [torch.zeros_like(w) if g is None else
-                    g * (self.gamma * w.norm() / (g.norm() + 1e-20)) for w, g in zip(weights, grads)]
+        return self.scale_(weights, grads)
+
+    def scale_(self, weights: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        """v = γ·‖w‖/‖Δ‖·Δ per tensor, in place on the (fresh) gradients: fused norms and scaling, no copies."""
+        with torch.no_grad():
+            norms = torch._foreach_add(torch._foreach_norm(grads), 1e-20)
+            ratio = torch._foreach_div(torch._foreach_norm(weights), norms)
+            torch._foreach_mul_(grads, torch._foreach_mul(ratio, self.gamma))
+        return grads
 
     @contextlib.contextmanager
     def perturb_weights(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor,
@@ -71,19 +79,22 @@ class AWP(Defense):
                 yield
                 return
             weights = perturbed_weights(model)
-            v = self.weight_perturbation(model, x, x_adv, y, strategy)
-            if len(self._saved) != len(weights) or any(s.shape != w.shape for s, w in zip(self._saved, weights)):
-                self._saved = [torch.empty_like(w) for w in weights]  # allocated once, reused every step
-            with torch.no_grad():
-                for saved, w, dv in zip(self._saved, weights, v):
-                    saved.copy_(w)
-                    w.add_(dv)
-            try:
+            with self.applied(weights, self.weight_perturbation(model, x, x_adv, y, strategy)):
                 yield
-            finally:
-                with torch.no_grad():
-                    for saved, w in zip(self._saved, weights):
-                        w.copy_(saved)
+
+    @contextlib.contextmanager
+    def applied(self, weights: list[Tensor], v: list[Tensor]) -> Iterator[None]:
+        """w + v inside the block; w restored bit for bit after it (the copy buffer is allocated once)."""
+        if len(self._saved) != len(weights) or any(s.shape != w.shape for s, w in zip(self._saved, weights)):
+            self._saved = [torch.empty_like(w) for w in weights]
+        with torch.no_grad():
+            torch._foreach_copy_(self._saved, weights)
+            torch._foreach_add_(weights, v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(weights, self._saved)
 
     def config(self) -> dict[str, Any]:
         return {"defense": type(self.defense).__name__, "defense_config": self.defense.config(),
