@@ -3,8 +3,8 @@ Further Improve Adversarial Training", at the settings of its code (`wzekai99/DM
 README.md:58-70: `train-wa.py --data cifar10s --batch-size 512 --model wrn-28-10-swish --num-adv-epochs 400
 --lr 0.2 --beta 5.0 --unsup-fraction 0.7 --aux-data-filename 1m.npz --ls 0.1`).
 
-Data: every batch of 512 holds 512 − int(512·0.3) = 359 generated images drawn with replacement from the
-memory-mapped `1m.npz` (their labels as the file gives them) and 153 real ones (`core/data/semisup.py:235-257`);
+Data: every batch of 512 holds int(512·0.7) = 358 generated images drawn with replacement from the
+memory-mapped `1m.npz` (their labels as the file gives them) and 154 real ones (`core/data/semisup.py:235-257`);
 an epoch is ceil(50000/512) = 98 batches (:15); crop + flip on both. TRADES β 5, label smoothing 0.1 on the
 clean CE (`gowal21uncovering/utils/trades.py:42, 110`), KL-PGD 10 × 2/255 with the attack in train mode
 (:44-45); SGD nesterov, lr 0.2, weight decay 5e-4 off the BatchNorm parameters (`watrain.py:58-71`); cosine

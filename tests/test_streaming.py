@@ -75,7 +75,7 @@ def test_auxiliary_rows_take_the_stated_fraction_of_every_batch_and_every_rank()
     assert aux_rows(10, 7).tolist() == [False, True, True, False, True, True, False, True, True, True]
     aux = Aux("unused.npz", fraction=0.7)
     k = aux.per_batch(512)
-    assert k == 512 - int(512 * 0.3) == 359  # DM-Improves-AT: sup = int(512 * (1 - 0.7)) = 153 ... as written
+    assert k == 358  # DM-Improves-AT: unsup = int(512 * 0.7), sup = 512 - 358 = 154 (core/data/semisup.py:235-236)
     plan = BatchPlan(n=1000, batch_size=512, seed=0, aux_n=5000, aux_per_batch=k)
     assert len(plan) == 1  # an epoch: as many batches as the real images alone fill
     batch = plan.batch(0, 0)

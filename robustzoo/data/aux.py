@@ -42,9 +42,9 @@ class Aux:
             raise InvalidValueError(f"num_batches={self.num_batches!r}; expected a positive integer or None")
 
     def per_batch(self, batch_size: int) -> int:
-        """Auxiliary images in a batch of `batch_size`: DM-Improves-AT's `batch_size - int(batch_size * (1 -
-        fraction))`, at least one real image kept."""
-        n = batch_size - int(batch_size * (1 - self.fraction))
+        """Auxiliary images in a batch of `batch_size`: DM-Improves-AT's `int(batch_size * unsup_fraction)`
+        (`core/data/semisup.py:235-236` @b390f25: 358 of 512 at 0.7), at least one real image kept."""
+        n = int(batch_size * self.fraction)
         if n >= batch_size:
             raise InvalidValueError(f"batch_size={batch_size} with fraction={self.fraction}: no real training "
                                     f"image left in a batch; expected a larger batch or a smaller fraction")

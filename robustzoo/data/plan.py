@@ -43,7 +43,8 @@ class BatchPlan:
 
     `aux_per_batch` auxiliary images per batch, drawn with replacement (DM-Improves-AT's semi-supervised
     sampler, `core/data/semisup.py:254-256` @b390f25); the remaining rows walk a per-epoch permutation of the
-    training images (without replacement, :247-252), which wraps around when it runs out. An epoch has
+    training images (without replacement, :247-252), which wraps around when it runs out (DM draws a fresh
+    permutation there). An epoch has
     `num_batches` batches; None: as many as the training images alone fill (`n // batch_size`, DM's
     `ceil(dataset_size / batch_size)`, :15), so only part of the real images is seen per epoch. DM shuffles
     each batch (:257); here the auxiliary rows are spread evenly, so every rank's rows carry the fraction.
