@@ -98,6 +98,8 @@ ZOO = {  # zoo entry -> recipe: every recipe that reproduces a paper row
     "saat-trades-prn18-cifar10": "saat_trades_prn18_cifar10",
     "mart-wrn34-cifar10": "mart_wrn34_cifar10", "fgsm-rs-prn18-cifar10": "fgsm_rs_prn18_cifar10",
     "pgdat-l2-prn18-cifar10": "pgdat_l2_prn18_cifar10",
+    "dm-trades-wrn28-cifar10-1m": "dm_trades_wrn28_cifar10_1m", "pgdat-resnet50-imagenet": "pgdat_resnet50_imagenet",
+    "pgdat-vit-s-imagenet": "pgdat_vit_s_imagenet",
 }
 REFERENCE_RUNS = {"quickstart"}  # recipes whose `reported` is robustzoo's own reference run, not a paper row
 

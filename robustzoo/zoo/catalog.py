@@ -11,7 +11,7 @@ from ..recipe import Recipe
 from .card import RobustnessCard
 
 ZOO_OWNER = "robustzoo"  # the Hub namespace of the zoo's repos
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "tiny_imagenet": 200, "digits": 10}
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "tiny_imagenet": 200, "digits": 10, "imagenet": 1000}
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
