@@ -139,16 +139,15 @@ class Loader:
             idx = self.plan.batch(self.epoch, i, order)
             total, rows = len(idx), self.rows(len(idx))
             idx = idx[rows]
-            is_aux = idx >= n
-            real = idx[~is_aux].to(self.device)
+            is_aux = idx >= n  # on the host: no device read to find the auxiliary rows
+            mask = is_aux.to(self.device, non_blocking=True)
             x = torch.empty((len(idx), *self.x.shape[1:]), dtype=torch.uint8, device=self.device)
             y = torch.empty(len(idx), dtype=torch.long, device=self.device)
-            x[~is_aux.to(self.device)], y[~is_aux.to(self.device)] = self.x[real], self.y[real]
-            if self.aux is not None and bool(is_aux.any()):
+            real = idx[~is_aux].to(self.device)
+            x[~mask], y[~mask] = self.x[real], self.y[real]
+            if bool(is_aux.any()):
                 aux_x, aux_y = self.aux.rows(idx[is_aux] - n)
-                mask = is_aux.to(self.device)
-                x[mask] = aux_x.to(self.device, non_blocking=True)
-                y[mask] = aux_y.to(self.device, non_blocking=True)
+                x[mask], y[mask] = aux_x.to(self.device, non_blocking=True), aux_y.to(self.device, non_blocking=True)
             yield augment_batch(x.float().div_(255), self.augment, generator, rows, total), y
 
     def rows(self, n: int) -> slice:
