@@ -12,7 +12,11 @@ robustzoo did not train: a torch `nn.Sequential` CNN trained by a plain PyTorch 
 augmentation (sigma 0.25, which gives it some L2 robustness), no robustzoo code in its training.
 `--model` takes `small` (the default, trained here), `prn18` (PreActResNet-18, briefly trained here: the
 expensive model), `plain`, `pkg.module:function` or a run folder; repeat it to measure several in one run.
-Evaluate / direct is the median of per-round ratios (the two ran back to back, the first alternating).
+Evaluate / direct is the median of per-round ratios (the two ran back to back, the first alternating). The
+model's passes are also counted (calls and images, with and without gradients): the same counts both ways mean
+the same work, whatever the machine's load does to the seconds. And the seconds spent inside pyautoattack's
+`run_standard_evaluation` are taken out of each run: what is left (evaluate's guards, re-scoring and state file;
+the direct run's accuracy pass) is its own cost, a few seconds' figure that the load moves little.
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -28,7 +33,7 @@ import torch
 from robustzoo import PGDAT, Fixed, Recipe, Trainer, evaluate, load_data
 from robustzoo.evaluation import balanced_order, sanity_checks
 
-from _timing import header
+from _timing import header, paired
 from cifar10_cpu import ARCHIVE, ROOT, unpack
 
 
@@ -121,14 +126,52 @@ def main() -> None:
         for spec in specs:
             rows.append(measure(*model_from(spec, data, args, Path(tmp) / spec.replace("/", "_")), data, eps, args,
                                 Path(tmp)))
-    print(f"| model | n | batch | direct AutoAttack s | robustzoo.evaluate s | evaluate / direct (paired median, range) "
-          f"| accuracy both ways | sanity ({args.sanity_n} images) s | sanity / direct |\n"
-          f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print(f"# row: {rows[-1]}", flush=True)  # at once: a later model's run may be stopped
+    print(f"| model | n | batch | direct AutoAttack s | robustzoo.evaluate s | evaluate / direct (paired median, "
+          f"quartiles, range) | evaluate's own cost (outside AutoAttack, beyond direct's) | accuracy both ways "
+          f"| sanity ({args.sanity_n} images) s | sanity / direct |\n"
+          f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
+
+
+class Counted(torch.nn.Module):
+    """The model, with its passes counted: calls and images, by whether gradients were on."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.counts = model, Counter()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grad = "grad" if torch.is_grad_enabled() else "no-grad"
+        self.counts[f"{grad} calls"] += 1
+        self.counts[f"{grad} images"] += len(x)
+        return self.model(x)
+
+
+class InsideAutoAttack:
+    """Seconds spent inside `AutoAttack.run_standard_evaluation`, whoever calls it (patched on the class)."""
+
+    def __init__(self):
+        from pyautoattack import AutoAttack
+
+        self.seconds, self.cls, self.original = 0.0, AutoAttack, AutoAttack.run_standard_evaluation
+
+        def timed(adversary, *a, **k):
+            begun = time.perf_counter()
+            try:
+                return self.original(adversary, *a, **k)
+            finally:
+                self.seconds += time.perf_counter() - begun
+        self.cls.run_standard_evaluation = timed
+
+    def close(self) -> None:
+        self.cls.run_standard_evaluation = self.original
 
 
 def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.Namespace, tmp: Path) -> str:
     """Interleaved rounds (the first of the two alternates) of the direct run and of evaluate; sanity once."""
+    model = Counted(model).eval()
+    inside = InsideAutoAttack()
     idx = balanced_order(data.test.y)[:args.n]
     x, y = (data.test.x[idx].float() / 255).contiguous(), data.test.y[idx].contiguous()
 
@@ -151,24 +194,39 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
                  sanity_n=args.sanity_n, batch_size=args.batch_size, rounds=args.rounds), flush=True)
     times: dict[str, list[float]] = {"direct": [], "ours": []}
     accuracy: dict[str, set] = {"direct": set(), "ours": set()}
+    passes: dict[str, Counter] = {}
+    outside: dict[str, list[float]] = {"direct": [], "ours": []}  # seconds outside run_standard_evaluation
     for r in range(args.rounds):
         for name, fn in ((("direct", direct), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("direct", direct))):
+            model.counts.clear()
+            inside.seconds = 0.0
             begun = time.perf_counter()
-            accuracy[name].add(round(fn(), 4))
+            acc = round(fn(), 4)
             times[name].append(time.perf_counter() - begun)
-            print(f"round {r + 1} {name}: {times[name][-1]:.1f} s", flush=True)
+            accuracy[name].add(acc)
+            outside[name].append(times[name][-1] - inside.seconds)
+            passes[name] = Counter(model.counts)
+            print(f"round {r + 1} {name}: {times[name][-1]:.1f} s, {outside[name][-1]:.2f} s of it outside "
+                  f"AutoAttack; accuracy {acc}; model passes {dict(passes[name])}", flush=True)
+    inside.close()
     begun = time.perf_counter()
     sub = idx[:args.sanity_n]
     flags, numbers = sanity_checks(model, data.test.x[sub].float() / 255, data.test.y[sub], eps,
                                    batch_size=args.batch_size, seed=0, norm=args.norm)
     sanity_s = time.perf_counter() - begun
     print(f"# sanity numbers: {numbers}; flags: {[f.name for f in flags]}")
-    paired = [o / d for o, d in zip(times["ours"], times["direct"])]
+    extra = {k: passes["ours"][k] - passes["direct"][k] for k in passes["ours"] | passes["direct"]}
+    print(f"# evaluate's passes beyond the direct run's: {extra}")
     med = {k: statistics.median(v) for k, v in times.items()}
+    out = {k: statistics.median(v) for k, v in outside.items()}
+    print(f"# outside AutoAttack (median): direct {out['direct']:.2f} s, evaluate {out['ours']:.2f} s; evaluate's own "
+          f"cost beyond the direct run's: {out['ours'] - out['direct']:.2f} s = "
+          f"{(out['ours'] - out['direct']) / med['direct']:.2%} of a direct run")
     same = accuracy["direct"] == accuracy["ours"] and len(accuracy["ours"]) == 1
     acc = f"{next(iter(accuracy['ours'])):.3f}" if same else f"DIFFER: {accuracy}"
     return (f"| {spec} | {args.n} | {args.batch_size} | {med['direct']:.1f} | {med['ours']:.1f} | "
-            f"{statistics.median(paired):.3f} ({min(paired):.3f}..{max(paired):.3f}) | {acc} | {sanity_s:.1f} | "
+            f"{paired(times['ours'], times['direct'])} | {out['ours'] - out['direct']:.2f} s = "
+            f"{(out['ours'] - out['direct']) / med['direct']:.2%} | {acc} | {sanity_s:.1f} | "
             f"{sanity_s / med['direct']:.1%} |")
 
 

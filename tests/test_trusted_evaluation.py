@@ -82,6 +82,29 @@ def test_a_randomized_model_is_refused_unless_declared(digits_linear):
     assert result.record["aa_version"] == "rand"
 
 
+class Counted(nn.Module):
+    """Counts the model's passes by whether gradients are on: (calls, images)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.passes = model, {True: [0, 0], False: [0, 0]}
+
+    def forward(self, x):
+        self.passes[torch.is_grad_enabled()][0] += 1
+        self.passes[torch.is_grad_enabled()][1] += len(x)
+        return self.model(x)
+
+
+def test_evaluate_adds_one_probe_pair_and_one_rescoring_pass_to_the_attacks(digits_linear):
+    model, data = digits_linear
+    counted = Counted(model)
+    evaluate(counted, data.test, attacks=("clean", "pgd10"), eps=8 / 255, n=50, batch_size=25, sanity=False)
+    # guards: one probe of 32 images (class count + first logits of the determinism check) and its repeat;
+    # per attack, re-scoring x_adv batch by batch (2 batches); PGD-10: 10 gradient passes per batch
+    assert counted.passes[False] == [2 + 2 * 2, 2 * 32 + 2 * 50]
+    assert counted.passes[True] == [2 * 10, 10 * 50]
+
+
 class Quantize(nn.Module):
     """A hard quantizer in front of the net: zero input gradient almost everywhere."""
 

@@ -19,8 +19,10 @@ def check_input_range(x: Tensor) -> None:
             f"pass unnormalized images")
 
 
-def is_randomized(model: nn.Module, x: Tensor, rtol: float = 1e-4) -> bool:
-    """True when the same batch gives different logits twice (a randomized model; in eval mode)."""
+def is_randomized(model: nn.Module, x: Tensor, logits: Tensor | None = None, rtol: float = 1e-4) -> bool:
+    """True when the same batch gives different logits twice (a randomized model; in eval mode). `logits`:
+    the first pass's, when the caller already has them."""
     with torch.no_grad():
-        a, b = model(x).float(), model(x).float()
+        a = (model(x) if logits is None else logits).float()
+        b = model(x).float()
     return bool((a - b).abs().max() > rtol * a.abs().max().clamp(min=1.0))

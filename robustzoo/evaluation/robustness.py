@@ -188,9 +188,10 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[str] = ("clean", "pg
     model.eval()
     try:
         probe = as_float(x[order[:32]]).contiguous().to(device)
-        with torch.no_grad():
-            num_classes = model(probe[:1]).shape[1] if len(probe) else 0
-        randomness = bool(len(probe)) and is_randomized(model, probe)
+        with torch.no_grad():  # one pass gives the class count and the first logits of the determinism check
+            logits = model(probe) if len(probe) else None
+        num_classes = logits.shape[1] if logits is not None else 0
+        randomness = logits is not None and is_randomized(model, probe, logits)
         if randomized and not randomness:
             notes.append("randomized=True, but the same images gave the same logits twice; AutoAttack still "
                          "runs its rand version as asked")
