@@ -22,6 +22,7 @@ Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import tempfile
 import time
@@ -128,7 +129,7 @@ def main() -> None:
                                 Path(tmp)))
             print(f"# row: {rows[-1]}", flush=True)  # at once: a later model's run may be stopped
     print(f"| model | n | batch | direct AutoAttack s | robustzoo.evaluate s | evaluate / direct (paired median, "
-          f"quartiles, range) | evaluate's own cost (outside AutoAttack, beyond direct's) | accuracy both ways "
+          f"quartiles, range) | evaluate's own cost (outside AutoAttack, beyond direct's) | accuracy both ways; AutoAttack x_adv "
           f"| sanity ({args.sanity_n} images) s | sanity / direct |\n"
           f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
@@ -149,23 +150,35 @@ class Counted(torch.nn.Module):
 
 
 class InsideAutoAttack:
-    """Seconds spent inside `AutoAttack.run_standard_evaluation`, whoever calls it (patched on the class)."""
+    """Seconds spent inside `AutoAttack.run_standard_evaluation`, whoever calls it (patched on the class), and a
+    digest of the inputs and x_adv of each call: equal digests both ways mean AutoAttack did the same computation."""
 
     def __init__(self):
         from pyautoattack import AutoAttack
 
-        self.seconds, self.cls, self.original = 0.0, AutoAttack, AutoAttack.run_standard_evaluation
+        self.seconds, self.digests, self.cls = 0.0, [], AutoAttack
+        self.original = AutoAttack.run_standard_evaluation
 
-        def timed(adversary, *a, **k):
+        def timed(adversary, x, y, *a, **k):
             begun = time.perf_counter()
             try:
-                return self.original(adversary, *a, **k)
+                x_adv, y_adv = self.original(adversary, x, y, *a, **k)
+                self.digests.append(digest(x, y, x_adv))
+                return x_adv, y_adv
             finally:
                 self.seconds += time.perf_counter() - begun
         self.cls.run_standard_evaluation = timed
 
     def close(self) -> None:
         self.cls.run_standard_evaluation = self.original
+
+
+def digest(*tensors: torch.Tensor) -> str:
+    """A short hash of the tensors' bytes (bit-for-bit identity)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.Namespace, tmp: Path) -> str:
@@ -196,18 +209,21 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
     accuracy: dict[str, set] = {"direct": set(), "ours": set()}
     passes: dict[str, Counter] = {}
     outside: dict[str, list[float]] = {"direct": [], "ours": []}  # seconds outside run_standard_evaluation
+    digests: dict[str, set] = {"direct": set(), "ours": set()}  # of AutoAttack's inputs and x_adv, per run
     for r in range(args.rounds):
         for name, fn in ((("direct", direct), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("direct", direct))):
             model.counts.clear()
-            inside.seconds = 0.0
+            inside.seconds, inside.digests = 0.0, []
             begun = time.perf_counter()
             acc = round(fn(), 4)
             times[name].append(time.perf_counter() - begun)
             accuracy[name].add(acc)
             outside[name].append(times[name][-1] - inside.seconds)
             passes[name] = Counter(model.counts)
+            digests[name].add(tuple(inside.digests))
             print(f"round {r + 1} {name}: {times[name][-1]:.1f} s, {outside[name][-1]:.2f} s of it outside "
-                  f"AutoAttack; accuracy {acc}; model passes {dict(passes[name])}", flush=True)
+                  f"AutoAttack; accuracy {acc}; model passes {dict(passes[name])}; AutoAttack in/out digest "
+                  f"{','.join(inside.digests)}", flush=True)
     inside.close()
     begun = time.perf_counter()
     sub = idx[:args.sanity_n]
@@ -222,8 +238,13 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
     print(f"# outside AutoAttack (median): direct {out['direct']:.2f} s, evaluate {out['ours']:.2f} s; evaluate's own "
           f"cost beyond the direct run's: {out['ours'] - out['direct']:.2f} s = "
           f"{(out['ours'] - out['direct']) / med['direct']:.2%} of a direct run")
+    inside_s = {k: [t - o for t, o in zip(times[k], outside[k])] for k in times}
+    print(f"# inside AutoAttack, evaluate's call / the direct call (paired): {paired(inside_s['ours'], inside_s['direct'])}")
     same = accuracy["direct"] == accuracy["ours"] and len(accuracy["ours"]) == 1
     acc = f"{next(iter(accuracy['ours'])):.3f}" if same else f"DIFFER: {accuracy}"
+    identical = digests["direct"] == digests["ours"] and len(digests["ours"]) == 1
+    print(f"# AutoAttack's inputs and x_adv bit for bit the same in every run both ways: {identical}")
+    acc += "; x_adv bit-identical" if identical else "; x_adv DIFFER"
     return (f"| {spec} | {args.n} | {args.batch_size} | {med['direct']:.1f} | {med['ours']:.1f} | "
             f"{paired(times['ours'], times['direct'])} | {out['ours'] - out['direct']:.2f} s = "
             f"{(out['ours'] - out['direct']) / med['direct']:.2%} | {acc} | {sanity_s:.1f} | "
