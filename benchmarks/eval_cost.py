@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--norm", choices=["Linf", "L2"], default="Linf")
     parser.add_argument("--eps", type=float, help="budget (default: 8/255 in Linf, 0.5 in L2)")
     parser.add_argument("--plain", action="store_true", help="same as --model plain")
+    parser.add_argument("--control", action="store_true", help="A/A: time the direct run against itself (in "
+                                                               "the evaluate slot), the protocol's noise floor")
     parser.add_argument("--quick", action="store_true", help="smoke run: n 100, 1 round, 1 epoch on 2,000 images")
     args = parser.parse_args()
     if args.quick:
@@ -203,6 +205,8 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
                           seed=0, sanity=False, state_path=state, norm=args.norm)
         return result.accuracy["aa"]
 
+    if args.control:  # A/A: the direct run against itself gives this protocol's noise and position effect
+        ours, spec = direct, f"{spec} (control: direct vs direct)"
     print(header("eval_cost", torch.device("cpu"), model=spec, norm=args.norm, eps=f"{eps:.4g}", n=args.n,
                  sanity_n=args.sanity_n, batch_size=args.batch_size, rounds=args.rounds), flush=True)
     times: dict[str, list[float]] = {"direct": [], "ours": []}
