@@ -16,13 +16,16 @@ Evaluate / direct is the median of per-round ratios (the two ran back to back, t
 model's passes are also counted (calls and images, with and without gradients): the same counts both ways mean
 the same work, whatever the machine's load does to the seconds. And the seconds spent inside pyautoattack's
 `run_standard_evaluation` are taken out of each run: what is left (evaluate's guards, re-scoring and state file;
-the direct run's accuracy pass) is its own cost, a few seconds' figure that the load moves little.
+the direct run's accuracy pass) is its own cost, a few seconds' figure that the load moves little. Each run's
+CPU seconds and page faults (`getrusage`) are printed too: work the kernel does for memory first touched is
+not in an instruction count (`eval_instructions.py`), and shows there.
 Run: `python benchmarks/eval_cost.py` (n = 1000) or `--quick`.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import statistics
 import tempfile
 import time
@@ -214,20 +217,25 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
     passes: dict[str, Counter] = {}
     outside: dict[str, list[float]] = {"direct": [], "ours": []}  # seconds outside run_standard_evaluation
     digests: dict[str, set] = {"direct": set(), "ours": set()}  # of AutoAttack's inputs and x_adv, per run
+    cpu: dict[str, list[float]] = {"direct": [], "ours": []}  # the process's CPU seconds (user + system)
+    faults: dict[str, list[int]] = {"direct": [], "ours": []}  # page faults (minor + major): memory first touched
     for r in range(args.rounds):
         for name, fn in ((("direct", direct), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("direct", direct))):
             model.counts.clear()
             inside.seconds, inside.digests = 0.0, []
-            begun = time.perf_counter()
+            used, begun = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             acc = round(fn(), 4)
             times[name].append(time.perf_counter() - begun)
+            now = resource.getrusage(resource.RUSAGE_SELF)
+            cpu[name].append(now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime)
+            faults[name].append(now.ru_minflt + now.ru_majflt - used.ru_minflt - used.ru_majflt)
             accuracy[name].add(acc)
             outside[name].append(times[name][-1] - inside.seconds)
             passes[name] = Counter(model.counts)
             digests[name].add(tuple(inside.digests))
-            print(f"round {r + 1} {name}: {times[name][-1]:.1f} s, {outside[name][-1]:.2f} s of it outside "
-                  f"AutoAttack; accuracy {acc}; model passes {dict(passes[name])}; AutoAttack in/out digest "
-                  f"{','.join(inside.digests)}", flush=True)
+            print(f"round {r + 1} {name}: {times[name][-1]:.2f} s ({cpu[name][-1]:.2f} CPU s, {faults[name][-1]} "
+                  f"page faults), {outside[name][-1]:.2f} s of it outside AutoAttack; accuracy {acc}; model passes "
+                  f"{dict(passes[name])}; AutoAttack in/out digest {','.join(inside.digests)}", flush=True)
     inside.close()
     begun = time.perf_counter()
     sub = idx[:args.sanity_n]
@@ -243,6 +251,9 @@ def measure(spec: str, model: torch.nn.Module, data, eps: float, args: argparse.
           f"cost beyond the direct run's: {out['ours'] - out['direct']:.2f} s = "
           f"{(out['ours'] - out['direct']) / med['direct']:.2%} of a direct run")
     inside_s = {k: [t - o for t, o in zip(times[k], outside[k])] for k in times}
+    print(f"# CPU seconds (user + system), evaluate / direct (paired): {paired(cpu['ours'], cpu['direct'])}; page "
+          f"faults per run (median): direct {statistics.median(faults['direct']):.0f}, evaluate "
+          f"{statistics.median(faults['ours']):.0f}")
     print(f"# inside AutoAttack, evaluate's call / the direct call (paired): {paired(inside_s['ours'], inside_s['direct'])}")
     same = accuracy["direct"] == accuracy["ours"] and len(accuracy["ours"]) == 1
     acc = f"{next(iter(accuracy['ours'])):.3f}" if same else f"DIFFER: {accuracy}"
