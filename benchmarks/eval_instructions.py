@@ -6,8 +6,9 @@ for a 2% claim. Callgrind counts the instructions a process executes, which repe
 inputs whatever else the machine does. Each way runs in its own process under
 `valgrind --tool=callgrind --instr-atstart=no`, one thread: the model and images are loaded, the way runs
 once uninstrumented (warm, as in a benchmark's later rounds), then once counted: `callgrind_region.c`'s
-client requests dump the counts before AutoAttack's `run_standard_evaluation` call, inside it and after it. The direct way is what `eval_cost.py` times: AutoAttack
-built, `run_standard_evaluation`, one accuracy pass on x_adv. The evaluate way is
+client requests dump the counts before AutoAttack's `run_standard_evaluation` call, inside it and after it.
+The direct way is what `eval_cost.py` times: AutoAttack built, `run_standard_evaluation`, one accuracy pass on
+x_adv. The evaluate way is
 `evaluate(model, (x, y), ("aa",), sanity=False, state_path=...)`. Both get the same images
 (`balanced_order`'s first `--n`) and AutoAttack's inputs and x_adv are compared by digest.
 The default budget, 16/255, leaves no image robust after APGD-CE, so AutoAttack's run is its shortest: the
@@ -72,11 +73,10 @@ def prepare(args: argparse.Namespace, out: Path) -> None:
 
 def child(args: argparse.Namespace) -> None:
     """One way, warm, then counted; prints what ran as one JSON line."""
-    import hashlib
-
     from pyautoattack import AutoAttack
     from safetensors.torch import load_file
 
+    from eval_cost import digest
     from robustzoo import evaluate, load_model
 
     torch.set_num_threads(1)
@@ -122,10 +122,7 @@ def child(args: argparse.Namespace) -> None:
     accuracy = fn()
     region.region_stop()  # after AutoAttack's call
     seconds = time.perf_counter() - begun  # run natively (without valgrind), the counted run's wall time
-    h = hashlib.sha256()
-    for t in seen[0]:
-        h.update(t.detach().contiguous().numpy().tobytes())
-    print(json.dumps({"way": args.child, "accuracy": round(accuracy, 4), "digest": h.hexdigest()[:12],
+    print(json.dumps({"way": args.child, "accuracy": round(accuracy, 4), "digest": digest(*seen[0]),
                       "aa_calls": len(seen), "seconds": round(seconds, 3)}), flush=True)
 
 
